@@ -1,0 +1,296 @@
+"""Datasets as in-memory arrays: local files first, TensorFlow Datasets where reachable.
+
+The datasets of this field are small (MNIST-sized), so a split is one array
+that lives on the device; the training loop gathers batches there.
+
+Sources, chosen by `DataConfig.source`:
+  "local": files in `DataConfig.data_dir` or $ARJAX_DATA_DIR. For a dataset
+     name N it looks for `N.npz` (also with `-` for `_`), or a folder `N/`
+     holding IDX files (`train-images-idx3-ubyte.gz`, `t10k-images-idx3-ubyte.gz`,
+     labels alongside). `name` may also be a path to an `.npz` file. An `.npz`
+     may use any of the layouts `train/valid/test`, `train_data/valid_data/
+     test_data` (the MADE authors'), or `x_train/x_valid/x_test` with
+     `y_train/...` labels.
+  "tfds": `tfds.data_source(name)` (needs `pip install "arjax[tfds]"` to prepare
+     image datasets). Downloads only after a quick check that the network is up,
+     so an offline machine fails in seconds instead of retrying for minutes.
+  "auto": "local" when a data directory is set, else "tfds".
+
+Sets without a validation split (IDX, TFDS mnist) use the last 10,000 training
+examples as validation, the classic 50k/10k/10k MNIST split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import pathlib
+import socket
+import struct
+from typing import Literal
+
+import numpy as np
+
+DATA_DIR_ENV = "ARJAX_DATA_DIR"
+SPLITS = ("train", "valid", "test")
+NUM_VALID_FROM_TRAIN = 10_000
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """The dataset is in none of the places we looked; the message says where to put it."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+  name: str = "binarized_mnist"  # dataset name (TFDS name or local file stem) or an .npz path
+  source: Literal["auto", "local", "tfds"] = "auto"  # where to read it (see module docstring)
+  data_dir: str | None = None  # folder of local files; default $ARJAX_DATA_DIR
+  binarize: Literal["none", "static", "dynamic"] = "none"  # for 0..255 data: x/255 → {0,1}
+  binarize_seed: int = 0  # seed of static binarization (and of valid/test under dynamic)
+  max_train_examples: int | None = None  # keep only the first N training examples (smoke runs)
+  max_eval_examples: int | None = None  # keep only the first N valid/test examples (smoke runs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Splits as numpy arrays `[N, *event_shape]` (uint8 pixel values or float reals)."""
+
+  splits: dict[str, np.ndarray]
+  labels: dict[str, np.ndarray | None]
+  event_shape: tuple[int, ...]
+  image_shape: tuple[int, int, int] | None  # [H, W, C] when the data are images
+  num_levels: int | None  # 2 for binary, 256 for 8-bit data, None for reals
+
+  @property
+  def num_dims(self) -> int:
+    return int(np.prod(self.event_shape))
+
+
+# --------------------------------------------------------------- reading ---
+
+
+def _read_idx(path: pathlib.Path) -> np.ndarray:
+  """Reads an IDX file (MNIST's format), gzipped or not."""
+  opener = gzip.open if path.suffix == ".gz" else open
+  with opener(path, "rb") as f:
+    _, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
+    if dtype_code != 0x08:
+      raise ValueError(f"{path}: only unsigned-byte IDX files are supported")
+    shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+    return np.frombuffer(f.read(), np.uint8).reshape(shape)
+
+
+def _split_off_valid(train, labels):
+  n = len(train) - NUM_VALID_FROM_TRAIN
+  splits = {"train": train[:n], "valid": train[n:]}
+  split_labels = {"train": None, "valid": None}
+  if labels is not None:
+    split_labels = {"train": labels[:n], "valid": labels[n:]}
+  return splits, split_labels
+
+
+def _load_idx_folder(folder: pathlib.Path):
+  def find(stem):
+    for suffix in (".gz", ""):
+      if (folder / (stem + suffix)).exists():
+        return folder / (stem + suffix)
+    return None
+
+  train_images = find("train-images-idx3-ubyte")
+  test_images = find("t10k-images-idx3-ubyte")
+  if train_images is None or test_images is None:
+    raise DatasetNotFoundError(f"{folder} lacks train-images-idx3-ubyte(.gz) / t10k-images-idx3-ubyte(.gz)")
+  train_labels, test_labels = find("train-labels-idx1-ubyte"), find("t10k-labels-idx1-ubyte")
+  splits, labels = _split_off_valid(
+      _read_idx(train_images), None if train_labels is None else _read_idx(train_labels))
+  splits["test"] = _read_idx(test_images)
+  labels["test"] = None if test_labels is None else _read_idx(test_labels)
+  return splits, labels
+
+
+_NPZ_LAYOUTS = (
+    {"train": "train", "valid": "valid", "test": "test"},
+    {"train": "train_data", "valid": "valid_data", "test": "test_data"},
+    {"train": "x_train", "valid": "x_valid", "test": "x_test"},
+)
+
+
+def _load_npz(path: pathlib.Path):
+  with np.load(path) as archive:
+    keys = set(archive.files)
+    for layout in _NPZ_LAYOUTS:
+      if {layout["train"], layout["test"]} <= keys:
+        splits = {split: archive[key] for split, key in layout.items() if key in keys}
+        labels = {split: archive[key.replace("x_", "y_")] if key.startswith("x_") and
+                  key.replace("x_", "y_") in keys else None for split, key in layout.items()}
+        break
+    else:
+      raise ValueError(
+          f"{path}: no known layout; expected arrays {[sorted(l.values()) for l in _NPZ_LAYOUTS]}, "
+          f"found {sorted(keys)}")
+  if "valid" not in splits:
+    split_valid, split_labels = _split_off_valid(splits["train"], labels["train"])
+    splits.update(split_valid)
+    labels.update(split_labels)
+  return splits, labels
+
+
+def _local_candidates(name: str, data_dir: pathlib.Path) -> list[pathlib.Path]:
+  stems = dict.fromkeys([name, name.replace("_", "-"), name.replace("-", "_")])
+  return [data_dir / f"{stem}.npz" for stem in stems] + [data_dir / stem for stem in stems]
+
+
+def _load_local(name: str, data_dir: str | None):
+  if name.endswith(".npz"):
+    path = pathlib.Path(name).expanduser()
+    if not path.exists():
+      raise DatasetNotFoundError(f"No file {path}: check the path given as DataConfig.name.")
+    return _load_npz(path)
+  if data_dir is None:
+    raise DatasetNotFoundError(
+        f"No data directory for local dataset {name!r}: set DataConfig.data_dir "
+        f"(`data.data_dir=PATH` on the command line) or ${DATA_DIR_ENV}.")
+  root = pathlib.Path(data_dir).expanduser()
+  candidates = _local_candidates(name, root)
+  for path in candidates:
+    if path.suffix == ".npz" and path.is_file():
+      return _load_npz(path)
+    if path.is_dir():
+      return _load_idx_folder(path)
+  raise DatasetNotFoundError(
+      f"Dataset {name!r} not found in {root}. Looked for: {', '.join(str(p) for p in candidates)}. "
+      f"Put an .npz (train/valid/test arrays) or a folder of IDX .gz files there, point "
+      f"${DATA_DIR_ENV} / data.data_dir at the folder that has them, or use data.source=tfds.")
+
+
+def _network_reachable(host: str = "storage.googleapis.com", port: int = 443,
+                       timeout: float = 3.0) -> bool:
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def _load_tfds(name: str, data_dir: str | None):
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:  # pragma: no cover - tfds is a core dependency
+    raise DatasetNotFoundError("tensorflow-datasets is not installed: pip install tensorflow-datasets") from e
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    if not _network_reachable():
+      raise DatasetNotFoundError(
+          f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and the network is "
+          f"unreachable, so it cannot be downloaded. Use local files instead: put {name}.npz "
+          f"in a folder and set ${DATA_DIR_ENV}=FOLDER (or data.data_dir=FOLDER).")
+    try:
+      builder.download_and_prepare()
+    except ImportError as e:
+      raise DatasetNotFoundError(
+          f"Preparing TFDS dataset {name!r} needs TensorFlow: pip install 'arjax[tfds]'") from e
+  available = set(builder.info.splits)
+  split_names = {"train": "train", "test": "test"}
+  if "validation" in available:
+    split_names["valid"] = "validation"
+  splits, labels = {}, {}
+  for split, tfds_split in split_names.items():
+    source = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
+    records = [source[i] for i in range(len(source))]
+    splits[split] = np.stack([r["image"] for r in records])
+    labels[split] = np.asarray([r["label"] for r in records]) if "label" in records[0] else None
+  if "valid" not in splits:
+    split_valid, split_labels = _split_off_valid(splits["train"], labels["train"])
+    splits.update(split_valid)
+    labels.update(split_labels)
+  return splits, labels
+
+
+# ------------------------------------------------------------ transforms ---
+
+
+def binarize(images: np.ndarray, seed: int) -> np.ndarray:
+  """Stochastic binarization: each pixel is 1 with probability value/255 (seeded)."""
+  rng = np.random.default_rng(seed)
+  return (rng.random(images.shape) < images / 255.0).astype(np.uint8)
+
+
+def prepare_batch(config: DataConfig, x, key):
+  """Per-step transform of a training batch on the device (dynamic binarization)."""
+  import jax
+  if config.binarize == "dynamic":
+    return jax.random.bernoulli(key, x / 255.0).astype(x.dtype)
+  return x
+
+
+# ------------------------------------------------------------------ main ---
+
+
+def resolve_data_dir(config: DataConfig) -> str | None:
+  return config.data_dir or os.environ.get(DATA_DIR_ENV) or None
+
+
+def load_dataset(config: DataConfig) -> Dataset:
+  """Loads, checks and transforms a dataset as the config says; all in memory."""
+  data_dir = resolve_data_dir(config)
+  source = config.source
+  if source == "auto":
+    source = "local" if (data_dir or config.name.endswith(".npz")) else "tfds"
+  if source == "local":
+    splits, labels = _load_local(config.name, data_dir)
+  elif source == "tfds":
+    splits, labels = _load_tfds(config.name, data_dir)
+  else:
+    raise ValueError(f"DataConfig.source must be 'auto', 'local' or 'tfds'; got {source!r}")
+
+  for split in SPLITS:
+    if split not in splits:
+      raise ValueError(f"Dataset {config.name!r} has no {split!r} split")
+  limits = {"train": config.max_train_examples, "valid": config.max_eval_examples,
+            "test": config.max_eval_examples}
+  for split, limit in limits.items():
+    if limit is not None:
+      splits[split] = splits[split][:limit]
+      labels[split] = None if labels[split] is None else labels[split][:limit]
+
+  example_shape = splits["train"].shape[1:]
+  image_shape = _image_shape(example_shape)
+  for split in SPLITS:  # Flatten to vectors: the flat families take [B, D].
+    splits[split] = splits[split].reshape(len(splits[split]), -1)
+    if np.issubdtype(splits[split].dtype, np.floating) and not np.all(np.isfinite(splits[split])):
+      raise ValueError(f"Dataset {config.name!r}: split {split!r} contains NaN or infinite values")
+
+  max_value = max(int(splits[s].max()) for s in SPLITS) if np.issubdtype(
+      splits["train"].dtype, np.integer) or _is_integral(splits["train"]) else None
+  num_levels = None if max_value is None else (2 if max_value <= 1 else 256)
+
+  if config.binarize != "none":
+    if num_levels != 256:
+      raise ValueError(f"binarize={config.binarize!r} needs 8-bit data (0..255); {config.name!r} "
+                       f"has {'binary' if num_levels == 2 else 'real'} values. Use binarize='none'.")
+    for i, split in enumerate(SPLITS):
+      if config.binarize == "static" or split != "train":
+        splits[split] = binarize(splits[split], config.binarize_seed + i)
+    num_levels = 2 if config.binarize == "static" else num_levels
+  else:
+    splits = {s: a.astype(np.uint8) if num_levels else a.astype(np.float32) for s, a in splits.items()}
+
+  event_shape = (int(np.prod(example_shape)),)
+  return Dataset(splits=splits, labels=labels, event_shape=event_shape,
+                 image_shape=image_shape, num_levels=num_levels)
+
+
+def _is_integral(array: np.ndarray) -> bool:
+  sample = array[:1000]
+  return bool(np.all(sample == np.round(sample)) and sample.min() >= 0 and sample.max() <= 255)
+
+
+def _image_shape(example_shape) -> tuple[int, int, int] | None:
+  """[H, W, C] for image-like examples; MNIST-style flat 784 vectors are 28×28."""
+  if len(example_shape) == 3:
+    return tuple(example_shape)
+  if len(example_shape) == 2:
+    return (*example_shape, 1)
+  side = int(round(np.sqrt(example_shape[0])))
+  return (side, side, 1) if side * side == example_shape[0] else None

@@ -1,0 +1,55 @@
+"""Log-likelihoods of any model: log p(x) = Σ_d log p(x_d | x_<d), in nats.
+
+These are pure functions of (model, x): they work under `nnx.jit`, inside
+`jax.jit` after `nnx.merge`, and under `jax.grad` of the model's parameters.
+Inputs are checked (shape always; support, NaN when `x` is concrete) so a
+mistake fails here with a message instead of giving a silently wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arjax import heads as heads_lib
+from arjax.models.base import AutoregressiveModel
+
+
+def check_input(model: AutoregressiveModel, x, *, name: str = "x") -> None:
+  """Raises ValueError unless `x` is `[B, *event_shape]` with values in the head's support."""
+  shape = tuple(np.shape(x))
+  if len(shape) != 1 + len(model.event_shape) or shape[1:] != model.event_shape:
+    raise ValueError(
+        f"{name} must have shape [batch, {', '.join(map(str, model.event_shape))}] for this "
+        f"{type(model).__name__} (event_shape={model.event_shape}); got {shape}. "
+        "Reshape the data, or add a batch axis with x[None] for a single example.")
+  if heads_lib._is_concrete(x):
+    model.head.validate(x)
+
+
+def log_prob_per_dim(model: AutoregressiveModel, x: jax.Array, *,
+                     context: jax.Array | None = None) -> jax.Array:
+  """log p(x_d | x_<d) for every dimension: `[B, *event_shape]` nats."""
+  check_input(model, x)
+  params = model.conditionals(x, context=context)  # [B, *event_shape, P]
+  return model.head.log_prob(params, x)
+
+
+def log_prob(model: AutoregressiveModel, x: jax.Array, *,
+             context: jax.Array | None = None) -> jax.Array:
+  """log p(x) in nats, `[B]`."""
+  per_dim = log_prob_per_dim(model, x, context=context)
+  return per_dim.reshape(per_dim.shape[0], -1).sum(-1)
+
+
+def bits_per_dim(model: AutoregressiveModel, x: jax.Array, *,
+                 context: jax.Array | None = None) -> jax.Array:
+  """−log₂ p(x) / D, `[B]`: the usual unit for images."""
+  return -log_prob(model, x, context=context) / (model.num_dims * math.log(2.0))
+
+
+def nats_to_bits_per_dim(nll_nats, num_dims: int):
+  return nll_nats / (num_dims * math.log(2.0))

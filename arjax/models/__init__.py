@@ -1,0 +1,18 @@
+"""Model families. Each file holds one family's math, its module and its config."""
+
+from arjax.models.base import AutoregressiveModel, Ordering
+from arjax.models.fvsbn import FVSBN, FVSBNConfig
+from arjax.models.nade import NADE, NADEConfig
+
+#: Model configs by family name (used by the command line and config overrides).
+MODEL_CONFIGS = {
+    "fvsbn": FVSBNConfig,
+    "nade": NADEConfig,
+}
+
+
+def get_model_config(family: str, **kwargs):
+  """The config of a family by name, e.g. `get_model_config("nade", num_hidden=100)`."""
+  if family not in MODEL_CONFIGS:
+    raise ValueError(f"Unknown model family {family!r}; choose one of {sorted(MODEL_CONFIGS)}")
+  return MODEL_CONFIGS[family](**kwargs)

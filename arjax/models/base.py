@@ -1,0 +1,89 @@
+"""The contract every autoregressive family implements.
+
+A model is a Flax NNX module over D = prod(event_shape) scalar dimensions,
+generated in `ordering` (position t generates flat dimension `ordering[t]`),
+with an output `head` giving the distribution of one dimension from P params.
+
+Required:
+  conditionals(x [B, *event_shape], context) -> params [B, *event_shape, P]
+      Teacher-forced: params of dimension d depend only on the dimensions
+      that come before d in the ordering.
+  features(x, context) -> [B, F]
+      The model's representation of x (documented per family).
+
+Optional, for O(1)-per-dimension sampling (`has_cache = True`):
+  init_cache(batch_size, context) -> cache pytree
+  step(cache, t) -> (params [B, P] of dimension ordering[t], cache)
+      May read only the values already passed to `observe`.
+  observe(cache, t, value [B]) -> cache
+      Feeds the value drawn (or clamped) at position t.
+
+Families that condition on something (a class label, any context vector)
+take it as `context [B, ...]`; the others reject a context.
+Generic code (`arjax.log_prob`, `arjax.sample`, training) uses only this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from arjax import heads as heads_lib
+from arjax import orderings
+
+
+class Ordering(nnx.Variable):
+  """A fixed permutation: module state that is saved but never trained."""
+
+
+class AutoregressiveModel(nnx.Module):
+  """Base class: stores event shape, head and ordering; subclasses add the network."""
+
+  has_cache: bool = False
+
+  def __init__(self, event_shape: tuple[int, ...], head: heads_lib.Head,
+               ordering: str | tuple[int, ...] = "raster", ordering_seed: int = 0):
+    self.event_shape = tuple(int(n) for n in event_shape)
+    self.head = head
+    self.ordering = Ordering(jnp.asarray(
+        orderings.make_ordering(ordering, self.num_dims, seed=ordering_seed)))
+
+  @property
+  def num_dims(self) -> int:
+    return math.prod(self.event_shape)
+
+  def conditionals(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
+    raise NotImplementedError
+
+  def features(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
+    raise NotImplementedError
+
+  def init_cache(self, batch_size: int, *, context: jax.Array | None = None):
+    raise NotImplementedError(f"{type(self).__name__} has no incremental sampler")
+
+  def step(self, cache, t):
+    raise NotImplementedError(f"{type(self).__name__} has no incremental sampler")
+
+  def observe(self, cache, t, value):
+    raise NotImplementedError(f"{type(self).__name__} has no incremental sampler")
+
+  # Helpers shared by the flat (vector) families.
+
+  def _inputs_in_order(self, x: jax.Array) -> jax.Array:
+    """[B, *event_shape] values -> [B, D] network inputs, in ordering (position) order."""
+    inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
+    return inputs[:, self.ordering[...]]
+
+  def _params_to_event(self, params_by_position: jax.Array) -> jax.Array:
+    """[B, D, P] in position order -> [B, *event_shape, P] in dimension order."""
+    position_of = jnp.argsort(self.ordering[...])
+    params = params_by_position[:, position_of]  # [B, D, P]
+    return params.reshape(params.shape[0], *self.event_shape, params.shape[-1])
+
+  @staticmethod
+  def _reject_context(context):
+    if context is not None:
+      raise ValueError("This model is unconditional; build it with a context size to pass a context.")

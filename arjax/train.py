@@ -1,0 +1,339 @@
+"""The one training loop: `train_and_evaluate(config, workdir)`.
+
+Maximum likelihood with optax; the data sit on the device and each jitted step
+gathers its batch there. Every epoch: validation NLL, metrics (JSON lines and
+TensorBoard), a PNG grid of samples, and Orbax checkpoints — `latest` (for
+resuming) and `best` (lowest validation NLL, for evaluation). Early stopping on
+validation; at the end the best checkpoint's test NLL goes into `results.json`.
+Running again on the same workdir resumes from `latest`.
+
+Workdir layout:
+  config.json            experiment spec, overrides and the full config
+  checkpoints/latest/N   state after epoch N (+ loop bookkeeping)
+  checkpoints/best/N     state of the best validation epoch N
+  metrics.jsonl          one JSON object per epoch
+  tb/                    TensorBoard events
+  samples/epoch_NNN.png  samples after each epoch
+  results.json           final figures
+
+The step is a pure function of (state, data, indices, key) under `jax.jit`:
+to train data-parallel, place `state` replicated and the data sharded with
+`jax.sharding.NamedSharding` and the same step runs unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import platform
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from flax import nnx
+
+from arjax import config as config_lib
+from arjax import data as data_lib
+from arjax import images
+from arjax import likelihood
+from arjax import sampling
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ------------------------------------------------------------------ setup ---
+
+
+def build_model(config: config_lib.Config, dataset: data_lib.Dataset):
+  return config.model.build(dataset.event_shape, rngs=nnx.Rngs(config.train.seed))
+
+
+def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epochs: int):
+  total_steps = steps_per_epoch * num_epochs
+  warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+  if config.schedule == "constant":
+    decay = optax.constant_schedule(config.learning_rate)
+  elif config.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(config.learning_rate, max(total_steps - warmup_steps, 1))
+  elif config.schedule == "exponential":
+    decay = optax.exponential_decay(config.learning_rate, steps_per_epoch, config.decay_rate)
+  else:
+    raise ValueError(f"Unknown schedule {config.schedule!r}")
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, config.learning_rate, warmup_steps), decay], [warmup_steps])
+  chain = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
+  chain.append(optax.adamw(schedule, weight_decay=config.weight_decay))
+  return optax.chain(*chain), schedule
+
+
+def _git_commit() -> str | None:
+  try:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                          cwd=pathlib.Path(__file__).parent, timeout=5).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def device_description() -> str:
+  device = jax.devices()[0]
+  kind = device.device_kind if device.platform != "cpu" else platform.processor() or platform.machine()
+  cpu_name = _cpu_name() if device.platform == "cpu" else ""
+  return f"{device.platform}: {jax.device_count()}× {kind}{' (' + cpu_name + ')' if cpu_name else ''}"
+
+
+def _cpu_name() -> str:
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        import os
+        return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+  except OSError:
+    pass
+  return ""
+
+
+# ---------------------------------------------------------- jitted steps ---
+
+
+def _make_train_step(graphdef, rest, tx, data_config):
+  def loss_fn(params, x):
+    model = nnx.merge(graphdef, params, rest)
+    return -jnp.mean(likelihood.log_prob(model, x))
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_step(state, train_data, indices, key):
+    key = jax.random.fold_in(key, state["step"])  # resumed runs draw the same numbers
+    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), key)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
+
+  return train_step
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _batch_log_prob(graphdef, state, x):
+  return likelihood.log_prob(nnx.merge(graphdef, state), x)
+
+
+def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded)."""
+  graphdef, state = nnx.split(model)
+  num = len(x)
+  padded = np.concatenate([x, np.repeat(x[:1], (-num) % batch_size, axis=0)]) if num % batch_size else x
+  values = [_batch_log_prob(graphdef, state, jnp.asarray(padded[i:i + batch_size]))
+            for i in range(0, len(padded), batch_size)]
+  return np.concatenate([np.asarray(v) for v in values])[:num]
+
+
+# ----------------------------------------------------------- checkpoints ---
+
+
+def _manager(workdir: pathlib.Path, name: str) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+  return ocp.CheckpointManager((workdir / "checkpoints" / name).absolute(), options=options)
+
+
+def _save(manager, epoch: int, state, meta: dict):
+  manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                              meta=ocp.args.JsonSave(meta)))
+  manager.wait_until_finished()
+
+
+def _restore(manager, abstract_state, epoch: int | None = None):
+  epoch = manager.latest_step() if epoch is None else epoch
+  restored = manager.restore(epoch, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  return restored["state"], restored["meta"]
+
+
+def load_trained_model(workdir, *, which: str = "best"):
+  """(model, config, dataset) from a training workdir's `best` or `latest` checkpoint."""
+  workdir = pathlib.Path(workdir)
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json); run `train` first")
+  saved = json.loads(config_path.read_text())
+  _, config = config_lib.load_experiment(saved["experiment"])
+  config = config_lib.apply_overrides(config, saved["overrides"])
+  dataset = data_lib.load_dataset(config.data)
+  model = build_model(config, dataset)
+  manager = _manager(workdir, which)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"No {which!r} checkpoint in {workdir / 'checkpoints'}")
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  state, _ = _restore(manager, {"params": params})
+  return nnx.merge(graphdef, state["params"], rest), config, dataset
+
+
+# ------------------------------------------------------------------ loop ---
+
+
+# Fields a resumed run may change: how long to train, not what is trained.
+_RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples")
+
+
+def _resumable_view(config_dict: dict) -> dict:
+  train = {k: v for k, v in config_dict["train"].items() if k not in _RESUMABLE_FIELDS}
+  return {**config_dict, "train": train}
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  """Writes atomically, so an interrupted run never leaves a half-written file."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(value, indent=2) + "\n")
+  tmp.replace(path)
+
+
+def _save_samples(model, dataset, path, key, num_samples):
+  if dataset.image_shape is None or num_samples <= 0:
+    return None
+  samples = np.asarray(sampling.sample(model, key, num_samples))
+  return images.save_grid(path, samples, dataset.image_shape, num_levels=dataset.num_levels)
+
+
+def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = "",
+                       overrides: tuple[str, ...] = ()) -> dict:
+  """Trains `config` in `workdir` (resuming if it has a checkpoint); returns the results dict."""
+  start_time = time.time()
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  train_config = config.train
+
+  dataset = data_lib.load_dataset(config.data)
+  model = build_model(config, dataset)
+  for split in ("valid", "test") + (() if config.data.binarize == "dynamic" else ("train",)):
+    try:
+      likelihood.check_input(model, dataset.splits[split][:2])
+      model.head.validate(dataset.splits[split])
+    except ValueError as e:
+      raise ValueError(f"Dataset {config.data.name!r}, split {split!r} does not fit the model: {e}") from e
+
+  train_data = jnp.asarray(dataset.splits["train"])
+  num_train = len(train_data)
+  batch_size = min(train_config.batch_size, num_train)
+  steps_per_epoch = num_train // batch_size
+  tx, schedule = make_optimizer(config.optim, steps_per_epoch, train_config.num_epochs)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+  num_params = sum(p.size for p in jax.tree.leaves(params))
+  train_step = _make_train_step(graphdef, rest, tx, config.data)
+
+  saved_config = {"experiment": experiment, "overrides": list(overrides), "config": config_lib.to_dict(config)}
+  config_path = workdir / "config.json"
+  if config_path.exists():
+    previous = json.loads(config_path.read_text())
+    if _resumable_view(previous["config"]) != _resumable_view(saved_config["config"]):
+      raise ValueError(f"{workdir} holds a run of a different config; use a new --workdir "
+                       "(or delete the old one) instead of mixing two experiments")
+  _write_json(config_path, saved_config)
+
+  latest, best = _manager(workdir, "latest"), _manager(workdir, "best")
+  loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
+          "train_seconds": 0.0}
+  if latest.latest_step() is not None:
+    state, loop = _restore(latest, state)
+    print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
+
+  key = jax.random.key(train_config.seed)
+  shuffle_key, step_key, sample_key = jax.random.split(key, 3)
+  metrics_file = open(workdir / "metrics.jsonl", "a")
+  from tensorboardX import SummaryWriter
+  writer = SummaryWriter(str(workdir / "tb"))
+  stopped_early = False
+  try:
+    for epoch in range(loop["epoch"] + 1, train_config.num_epochs + 1):
+      epoch_start = time.time()
+      order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
+      batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+      losses = []
+      progress = tqdm.tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False,
+                           dynamic_ncols=True, mininterval=2.0)
+      for i in progress:
+        state, loss = train_step(state, train_data, batches[i], step_key)
+        losses.append(loss)
+        if (i + 1) % train_config.log_every == 0 or i + 1 == steps_per_epoch:
+          recent = float(jnp.mean(jnp.stack(losses[-train_config.log_every:])))
+          if not math.isfinite(recent):
+            raise NonFiniteLossError(
+                f"Training loss became {recent} at epoch {epoch}, step {int(state['step'])}. "
+                f"The last good checkpoint (epoch {loop['epoch']}) in {workdir / 'checkpoints'} is "
+                "untouched. Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
+                "with a new workdir (or delete checkpoints/latest to restart this one).")
+          progress.set_postfix(nll=f"{recent:.2f}")
+      train_nll = float(jnp.mean(jnp.stack(losses)))
+      loop["train_seconds"] += time.time() - epoch_start
+
+      model = nnx.merge(graphdef, state["params"], rest)
+      valid_nll = -float(np.mean(dataset_log_prob(model, dataset.splits["valid"],
+                                                  batch_size=train_config.eval_batch_size)))
+      if not math.isfinite(valid_nll):
+        raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
+                                 f"the checkpoint of epoch {loop['epoch']} is kept.")
+      improved = valid_nll < loop["best_valid_nll"]
+      loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1)
+      if improved:
+        loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
+        _save(best, epoch, {"params": state["params"]}, {"epoch": epoch, "valid_nll": valid_nll})
+      _save(latest, epoch, state, loop)
+
+      record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
+                "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],
+                "learning_rate": float(schedule(int(state["step"]))),
+                "epoch_seconds": time.time() - epoch_start}
+      metrics_file.write(json.dumps(record) + "\n")
+      metrics_file.flush()
+      for name in ("train_nll", "valid_nll", "learning_rate"):
+        writer.add_scalar(name, record[name], epoch)
+      _save_samples(model, dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
+                    sample_key, train_config.num_samples)
+      print(f"epoch {epoch}: train {train_nll:.3f}  valid {valid_nll:.3f}  "
+            f"(best {loop['best_valid_nll']:.3f} @ {loop['best_epoch']})  {record['epoch_seconds']:.1f}s",
+            flush=True)
+      if train_config.patience is not None and loop["bad_epochs"] >= train_config.patience:
+        stopped_early = True
+        print(f"Early stopping: no better validation NLL for {train_config.patience} epochs", flush=True)
+        break
+  finally:
+    metrics_file.close()
+    writer.close()
+
+  best_state, best_meta = _restore(best, {"params": state["params"]})
+  model = nnx.merge(graphdef, best_state["params"], rest)
+  test_log_prob = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size)
+  test_nll = -float(np.mean(test_log_prob))
+  results = {
+      "experiment": experiment,
+      "overrides": list(overrides),
+      "test_nll_nats": test_nll,
+      "test_nll_stderr": float(np.std(test_log_prob) / math.sqrt(len(test_log_prob))),
+      "test_bits_per_dim": likelihood.nats_to_bits_per_dim(test_nll, model.num_dims),
+      "best_valid_nll_nats": best_meta["valid_nll"],
+      "best_epoch": best_meta["epoch"],
+      "epochs_run": loop["epoch"],
+      "stopped_early": stopped_early,
+      "num_params": int(num_params),
+      "num_test_examples": len(test_log_prob),
+      "train_seconds": loop["train_seconds"],
+      "wall_time_s": time.time() - start_time,
+      "device": device_description(),
+      "jax_version": jax.__version__,
+      "git_commit": _git_commit(),
+      "config": config_lib.to_dict(config),
+  }
+  _write_json(workdir / "results.json", results)
+  _save_samples(model, dataset, workdir / "samples" / "best.png", sample_key, train_config.num_samples)
+  print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "
+        f"{best_meta['epoch']}; results in {workdir / 'results.json'}", flush=True)
+  return results
