@@ -59,6 +59,11 @@ def _parse_value(text: str, current, field_type, where: str):
   """Parses `text` into the type the field holds."""
   if isinstance(current, heads_lib.Head):
     return _parse_head(text, where)
+  allowed = typing.get_args(field_type)
+  if typing.get_origin(field_type) is Literal:
+    if text not in allowed:
+      raise ValueError(f"{where} must be one of {allowed}; got {text!r}")
+    return text
   if isinstance(current, str) and not text.startswith(("(", "[")):
     return text
   try:
@@ -71,9 +76,6 @@ def _parse_value(text: str, current, field_type, where: str):
     value = float(value)
   if isinstance(value, list):
     value = tuple(value)
-  allowed = typing.get_args(field_type)
-  if typing.get_origin(field_type) is Literal and value not in allowed:
-    raise ValueError(f"{where} must be one of {allowed}; got {value!r}")
   if current is not None and value is not None and not isinstance(value, type(current)) and not (
       isinstance(current, (str, tuple)) and isinstance(value, (str, tuple))):
     raise ValueError(f"{where} expects a {type(current).__name__}; got {text!r}")
@@ -148,6 +150,24 @@ def load_experiment(spec: str) -> tuple[str, Config]:
 def unknown_variant(variant: str, known: tuple[str, ...]):
   """For experiment files: the error for a variant they do not define."""
   return ValueError(f"Unknown variant {variant!r}; this experiment defines {list(known)}")
+
+
+def _config_classes() -> dict[str, type]:
+  classes = [Config, DataConfig, OptimConfig, TrainConfig, *models_lib.MODEL_CONFIGS.values(),
+             *heads_lib.HEADS.values()]
+  return {cls.__name__: cls for cls in classes}
+
+
+def from_dict(value):
+  """Inverse of `to_dict`: rebuilds the config (used to reload a workdir's model)."""
+  if isinstance(value, dict) and "_type" in value:
+    classes = _config_classes()
+    if value["_type"] not in classes:
+      raise ValueError(f"Unknown config class {value['_type']!r} in a saved config")
+    return classes[value["_type"]](**{k: from_dict(v) for k, v in value.items() if k != "_type"})
+  if isinstance(value, list):
+    return tuple(from_dict(v) for v in value)
+  return value
 
 
 def to_dict(obj):

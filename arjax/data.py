@@ -17,7 +17,8 @@ Sources, chosen by `DataConfig.source`:
   "auto": "local" when a data directory is set, else "tfds".
 
 Sets without a validation split (IDX, TFDS mnist) use the last 10,000 training
-examples as validation, the classic 50k/10k/10k MNIST split.
+examples as validation, the classic 50k/10k/10k MNIST split (a sixth of the
+training set when it has fewer than 20,000 examples).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def _read_idx(path: pathlib.Path) -> np.ndarray:
 
 
 def _split_off_valid(train, labels):
-  n = len(train) - NUM_VALID_FROM_TRAIN
+  """The last 10,000 training examples (a sixth, for sets under 20,000) become validation."""
+  num_valid = NUM_VALID_FROM_TRAIN if len(train) >= 2 * NUM_VALID_FROM_TRAIN else len(train) // 6
+  n = len(train) - num_valid
   splits = {"train": train[:n], "valid": train[n:]}
   split_labels = {"train": None, "valid": None}
   if labels is not None:
@@ -257,7 +260,7 @@ def load_dataset(config: DataConfig) -> Dataset:
   example_shape = splits["train"].shape[1:]
   image_shape = _image_shape(example_shape)
   for split in SPLITS:  # Flatten to vectors: the flat families take [B, D].
-    splits[split] = splits[split].reshape(len(splits[split]), -1)
+    splits[split] = splits[split].reshape(len(splits[split]), int(np.prod(example_shape)))
     if np.issubdtype(splits[split].dtype, np.floating) and not np.all(np.isfinite(splits[split])):
       raise ValueError(f"Dataset {config.name!r}: split {split!r} contains NaN or infinite values")
 

@@ -145,17 +145,19 @@ def _manager(workdir: pathlib.Path, name: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager((workdir / "checkpoints" / name).absolute(), options=options)
 
 
-def _save(manager, epoch: int, state, meta: dict):
-  manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                              meta=ocp.args.JsonSave(meta)))
+def _save(manager, epoch: int, meta: dict, **items):
+  """Saves pytrees `items` (e.g. params=..., optimizer=...) and the JSON `meta` as step `epoch`."""
+  manager.save(epoch, args=ocp.args.Composite(
+      meta=ocp.args.JsonSave(meta), **{name: ocp.args.StandardSave(item) for name, item in items.items()}))
   manager.wait_until_finished()
 
 
-def _restore(manager, abstract_state, epoch: int | None = None):
-  epoch = manager.latest_step() if epoch is None else epoch
-  restored = manager.restore(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-  return restored["state"], restored["meta"]
+def _restore(manager, **abstract_items):
+  """(meta, {name: pytree}) of the manager's latest step; restores only the items named."""
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore(),
+      **{name: ocp.args.StandardRestore(item) for name, item in abstract_items.items()}))
+  return restored["meta"], {name: restored[name] for name in abstract_items}
 
 
 def load_trained_model(workdir, *, which: str = "best"):
@@ -164,17 +166,15 @@ def load_trained_model(workdir, *, which: str = "best"):
   config_path = workdir / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json); run `train` first")
-  saved = json.loads(config_path.read_text())
-  _, config = config_lib.load_experiment(saved["experiment"])
-  config = config_lib.apply_overrides(config, saved["overrides"])
+  config = config_lib.from_dict(json.loads(config_path.read_text())["config"])
   dataset = data_lib.load_dataset(config.data)
   model = build_model(config, dataset)
   manager = _manager(workdir, which)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"No {which!r} checkpoint in {workdir / 'checkpoints'}")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  state, _ = _restore(manager, {"params": params})
-  return nnx.merge(graphdef, state["params"], rest), config, dataset
+  _, restored = _restore(manager, params=params)
+  return nnx.merge(graphdef, restored["params"], rest), config, dataset
 
 
 # ------------------------------------------------------------------ loop ---
@@ -243,7 +243,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
           "train_seconds": 0.0}
   if latest.latest_step() is not None:
-    state, loop = _restore(latest, state)
+    loop, restored = _restore(latest, params=state["params"],
+                              optimizer={"opt_state": state["opt_state"], "step": state["step"]})
+    state = {"params": restored["params"], **restored["optimizer"]}
     print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
 
   key = jax.random.key(train_config.seed)
@@ -285,8 +287,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1)
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
-        _save(best, epoch, {"params": state["params"]}, {"epoch": epoch, "valid_nll": valid_nll})
-      _save(latest, epoch, state, loop)
+        _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state["params"])
+      _save(latest, epoch, loop, params=state["params"],
+            optimizer={"opt_state": state["opt_state"], "step": state["step"]})
 
       record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],
@@ -309,8 +312,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
     metrics_file.close()
     writer.close()
 
-  best_state, best_meta = _restore(best, {"params": state["params"]})
-  model = nnx.merge(graphdef, best_state["params"], rest)
+  best_meta, restored = _restore(best, params=state["params"])
+  model = nnx.merge(graphdef, restored["params"], rest)
   test_log_prob = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size)
   test_nll = -float(np.mean(test_log_prob))
   results = {

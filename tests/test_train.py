@@ -1,0 +1,169 @@
+"""The training loop and command line, end to end on small data made here."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import arjax
+from arjax import __main__ as cli
+from arjax import config as config_lib
+from arjax import data, models, train
+
+
+@pytest.fixture
+def stripes(tmp_path):
+  """Binary 6×6 images with strong structure (rows copy a random row pattern)."""
+  rng = np.random.default_rng(0)
+  rows = rng.integers(0, 2, (700, 1, 6))
+  images = np.repeat(rows, 6, axis=1) ^ (rng.random((700, 6, 6)) < 0.05)
+  path = tmp_path / "stripes.npz"
+  np.savez(path, train=images[:500].astype(np.uint8), valid=images[500:600].astype(np.uint8),
+           test=images[600:].astype(np.uint8))
+  return path
+
+
+def _config(path, model=models.NADEConfig(num_hidden=16), **train_options):
+  options = dict(batch_size=25, num_epochs=3, eval_batch_size=50, num_samples=4, log_every=5)
+  options.update(train_options)
+  return config_lib.Config(data=data.DataConfig(name=str(path)), model=model,
+                           optim=config_lib.OptimConfig(learning_rate=3e-2),
+                           train=config_lib.TrainConfig(**options))
+
+
+@pytest.mark.parametrize("model", [models.NADEConfig(num_hidden=16), models.FVSBNConfig()],
+                         ids=["nade", "fvsbn"])
+def test_smoke_training_lowers_validation_nll_and_writes_everything(stripes, tmp_path, model):
+  workdir = tmp_path / "run"
+  results = train.train_and_evaluate(_config(stripes, model), workdir)
+  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert metrics[-1]["valid_nll"] < metrics[0]["valid_nll"] - 1.0
+  assert results["test_nll_nats"] < 36 * np.log(2)  # beats the uniform distribution
+  saved = json.loads((workdir / "results.json").read_text())
+  assert saved["best_epoch"] == min(metrics, key=lambda m: m["valid_nll"])["epoch"]
+  assert (workdir / "samples" / "epoch_003.png").exists() and list((workdir / "tb").iterdir())
+
+
+def test_resume_continues_from_the_latest_checkpoint(stripes, tmp_path):
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(_config(stripes, num_epochs=2), workdir)
+  results = train.train_and_evaluate(_config(stripes, num_epochs=3), workdir)
+  epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert epochs == [1, 2, 3] and results["epochs_run"] == 3
+
+
+def test_resume_matches_an_uninterrupted_run(stripes, tmp_path):
+  once = train.train_and_evaluate(_config(stripes, num_epochs=2), tmp_path / "once")
+  train.train_and_evaluate(_config(stripes, num_epochs=1), tmp_path / "twice")
+  twice = train.train_and_evaluate(_config(stripes, num_epochs=2), tmp_path / "twice")
+  np.testing.assert_allclose(twice["test_nll_nats"], once["test_nll_nats"], rtol=1e-5)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(stripes, tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(_config(stripes, num_epochs=1), workdir)
+  real_step = train._make_train_step
+
+  def poisoned(*args):
+    step = real_step(*args)
+
+    def nan_step(state, *rest):
+      state, loss = step(state, *rest)
+      return state, loss * np.nan
+    return nan_step
+  monkeypatch.setattr(train, "_make_train_step", poisoned)
+  with pytest.raises(train.NonFiniteLossError, match="last good checkpoint"):
+    train.train_and_evaluate(_config(stripes, num_epochs=2), workdir)
+  model, _, _ = train.load_trained_model(workdir, which="latest")
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert json.loads((workdir / "results.json").read_text())["epochs_run"] == 1
+
+
+def test_a_different_config_refuses_to_reuse_a_workdir(stripes, tmp_path):
+  train.train_and_evaluate(_config(stripes, num_epochs=1), tmp_path / "run")
+  with pytest.raises(ValueError, match="different config"):
+    train.train_and_evaluate(_config(stripes, models.NADEConfig(num_hidden=8), num_epochs=1),
+                             tmp_path / "run")
+
+
+def test_data_that_does_not_fit_the_head_is_rejected_before_training(tmp_path):
+  np.savez(tmp_path / "grey.npz", train=np.full((50, 4), 7, np.uint8), valid=np.zeros((5, 4), np.uint8),
+           test=np.zeros((5, 4), np.uint8))
+  with pytest.raises(ValueError, match="binarize"):
+    train.train_and_evaluate(_config(tmp_path / "grey.npz"), tmp_path / "run")
+
+
+def test_cli_train_eval_sample(stripes, tmp_path, capsys):
+  workdir = tmp_path / "cli"
+  assert cli.main(["train", "nade_binarized_mnist:smoke", "--workdir", str(workdir),
+                   f"data.name={stripes}", "train.num_epochs=1", "train.batch_size=20"]) == 0
+  assert cli.main(["eval", str(workdir)]) == 0
+  evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  results = json.loads((workdir / "results.json").read_text())
+  np.testing.assert_allclose(evaluation["nll_nats"], results["test_nll_nats"], rtol=1e-5)
+  assert cli.main(["sample", str(workdir), "--num", "4", "--out", str(tmp_path / "s.png")]) == 0
+  assert (tmp_path / "s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.no_such_field=1"], "Unknown config field"),
+    (["model=transformerxl"], "Unknown model family"),
+    (["model.num_hidden=abc"], "expects a int"),
+    (["optim.schedule=linear"], "must be one of"),
+    (["model.head=poisson"], "unknown head|Unknown head"),
+    (["num_hidden"], "field.subfield=value"),
+])
+def test_bad_overrides_raise_clear_errors(overrides, message):
+  _, config = config_lib.load_experiment("nade_binarized_mnist:smoke")
+  with pytest.raises(ValueError, match=message):
+    config_lib.apply_overrides(config, overrides)
+
+
+def test_overrides_parse_types_and_heads():
+  _, config = config_lib.load_experiment("nade_binarized_mnist")
+  config = config_lib.apply_overrides(config, [
+      "model.num_hidden=64", "optim.learning_rate=1", "model.head=categorical(num_classes=256)",
+      "model.ordering=random", "train.patience=None"])
+  assert config.model.num_hidden == 64 and config.optim.learning_rate == 1.0
+  assert config.model.head == arjax.heads.Categorical(num_classes=256)
+  assert config.model.ordering == "random" and config.train.patience is None
+  assert isinstance(config_lib.apply_overrides(config, ["model=fvsbn"]).model, models.FVSBNConfig)
+
+
+def test_unknown_experiment_and_variant():
+  with pytest.raises(ValueError, match="known experiments"):
+    config_lib.load_experiment("no_such_experiment")
+  with pytest.raises(ValueError, match="Unknown variant"):
+    config_lib.load_experiment("nade_binarized_mnist:huge")
+
+
+@pytest.mark.parametrize("family", ["nade", "fvsbn"])
+def test_bad_inputs_to_the_public_functions(family):
+  model = models.get_model_config(family).build((10,), rngs=nnx.Rngs(0))
+  good = np.zeros((2, 10), np.float32)
+  arjax.log_prob(model, good)
+  with pytest.raises(ValueError, match=r"shape \[batch, 10\]"):
+    arjax.log_prob(model, np.zeros((2, 11), np.float32))
+  with pytest.raises(ValueError, match=r"shape \[batch, 10\]"):
+    arjax.log_prob(model, np.zeros((10,), np.float32))
+  with pytest.raises(ValueError, match="0 or 1"):
+    arjax.log_prob(model, good + 0.5)
+  with pytest.raises(ValueError, match="NaN"):
+    arjax.log_prob(model, np.where(np.eye(2, 10) > 0, np.nan, good))
+  with pytest.raises(ValueError, match="together"):
+    arjax.sample(model, jax.random.key(0), 2, given=good)
+  with pytest.raises(ValueError, match="0 or 1"):
+    arjax.sample(model, jax.random.key(0), 2, given=good + 2, given_mask=good == 0)
+  with pytest.raises(ValueError, match="unconditional"):
+    arjax.log_prob(model, good, context=np.zeros((2, 3)))
+
+
+def test_unknown_family_and_ordering():
+  with pytest.raises(ValueError, match="Unknown model family"):
+    models.get_model_config("pixelsnail")
+  with pytest.raises(ValueError, match="Unknown ordering"):
+    models.NADE((4,), ordering="zigzag", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="permutation"):
+    models.NADE((4,), ordering=(0, 1, 1, 2), rngs=nnx.Rngs(0))
