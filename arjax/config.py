@@ -30,6 +30,7 @@ class OptimConfig:
   decay_rate: float = 1.0  # "exponential": factor per epoch
   warmup_epochs: float = 0.0  # linear warm-up from 0
   weight_decay: float = 0.0  # decoupled (AdamW) weight decay
+  l2: float = 0.0  # coupled L2 penalty: λ·w added to the gradient before Adam (classic regularization)
   grad_clip_norm: float | None = None  # clip the global gradient norm
 
 

@@ -176,34 +176,42 @@ def _network_reachable(host: str = "storage.googleapis.com", port: int = 443,
     return False
 
 
+# TFDS datasets with their own validation split (used when TFDS has no metadata yet).
+_TFDS_WITH_VALIDATION = frozenset({"binarized_mnist"})
+
+
 def _load_tfds(name: str, data_dir: str | None):
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:  # pragma: no cover - tfds is a core dependency
     raise DatasetNotFoundError("tensorflow-datasets is not installed: pip install tensorflow-datasets") from e
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+
+  def read(tfds_split):
+    source = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
+    records = [source[i] for i in range(len(source))]
+    images = np.stack([r["image"] for r in records])
+    return images, (np.asarray([r["label"] for r in records]) if "label" in records[0] else None)
+
+  try:
+    train = read("train")
+  except Exception as not_ready:  # tfds raises several types for "not prepared"
     if not _network_reachable():
       raise DatasetNotFoundError(
-          f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and the network is "
+          f"TFDS dataset {name!r} is not prepared (for random access) and the network is "
           f"unreachable, so it cannot be downloaded. Use local files instead: put {name}.npz "
-          f"in a folder and set ${DATA_DIR_ENV}=FOLDER (or data.data_dir=FOLDER).")
+          f"in a folder and set ${DATA_DIR_ENV}=FOLDER (or data.data_dir=FOLDER).") from not_ready
     try:
-      builder.download_and_prepare()
+      tfds.builder(name, data_dir=data_dir, file_format="array_record").download_and_prepare()
     except ImportError as e:
       raise DatasetNotFoundError(
           f"Preparing TFDS dataset {name!r} needs TensorFlow: pip install 'arjax[tfds]'") from e
-  available = set(builder.info.splits)
-  split_names = {"train": "train", "test": "test"}
-  if "validation" in available:
-    split_names["valid"] = "validation"
+    train = read("train")
   splits, labels = {}, {}
-  for split, tfds_split in split_names.items():
-    source = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
-    records = [source[i] for i in range(len(source))]
-    splits[split] = np.stack([r["image"] for r in records])
-    labels[split] = np.asarray([r["label"] for r in records]) if "label" in records[0] else None
-  if "valid" not in splits:
+  (splits["train"], labels["train"]), (splits["test"], labels["test"]) = train, read("test")
+  known_splits = set(tfds.builder(name, data_dir=data_dir).info.splits)
+  if "validation" in known_splits or (not known_splits and name in _TFDS_WITH_VALIDATION):
+    splits["valid"], labels["valid"] = read("validation")
+  else:
     split_valid, split_labels = _split_off_valid(splits["train"], labels["train"])
     splits.update(split_valid)
     labels.update(split_labels)

@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 
-def _is_concrete(x) -> bool:
+def is_concrete(x) -> bool:
+  """False for tracers (inside jit/vmap/grad), where values cannot be checked."""
   return not isinstance(x, jax.core.Tracer)
 
 

@@ -26,7 +26,7 @@ def check_input(model: AutoregressiveModel, x, *, name: str = "x") -> None:
         f"{name} must have shape [batch, {', '.join(map(str, model.event_shape))}] for this "
         f"{type(model).__name__} (event_shape={model.event_shape}); got {shape}. "
         "Reshape the data, or add a batch axis with x[None] for a single example.")
-  if heads_lib._is_concrete(x):
+  if heads_lib.is_concrete(x):
     model.head.validate(x)
 
 

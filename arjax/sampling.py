@@ -53,7 +53,7 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
       raise ValueError(f"{name} must end in the event shape {event_shape}; got {np.shape(array)}")
   given = jnp.broadcast_to(jnp.asarray(given, model.head.value_dtype), (num_samples, *event_shape))
   given_mask = jnp.broadcast_to(jnp.asarray(given_mask, bool), (num_samples, *event_shape))
-  if heads_lib._is_concrete(given) and heads_lib._is_concrete(given_mask):
+  if heads_lib.is_concrete(given) and heads_lib.is_concrete(given_mask):
     model.head.validate(np.asarray(given)[np.asarray(given_mask)])
   if use_cache is None:
     use_cache = model.has_cache

@@ -72,6 +72,8 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
   schedule = optax.join_schedules(
       [optax.linear_schedule(0.0, config.learning_rate, warmup_steps), decay], [warmup_steps])
   chain = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
+  if config.l2:
+    chain.append(optax.add_decayed_weights(config.l2))
   chain.append(optax.adamw(schedule, weight_decay=config.weight_decay))
   return optax.chain(*chain), schedule
 

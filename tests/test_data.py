@@ -92,3 +92,13 @@ def test_tfds_offline_fails_fast(tmp_path, monkeypatch):
   with pytest.raises(data.DatasetNotFoundError, match="unreachable"):
     data.load_dataset(data.DataConfig(name="binarized_mnist", source="tfds", data_dir=str(tmp_path)))
   assert time.time() - start < 10
+
+
+def test_tfds_source_with_mock_data(monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+  with tfds.testing.mock_data(num_examples=30):
+    dataset = data.load_dataset(data.DataConfig(name="mnist", source="tfds", binarize="static"))
+  assert [len(dataset.splits[s]) for s in data.SPLITS] == [25, 5, 30]
+  assert dataset.event_shape == (784,) and dataset.num_levels == 2
+  assert dataset.labels["valid"].shape == (5,)

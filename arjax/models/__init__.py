@@ -3,11 +3,13 @@
 from arjax.models.base import AutoregressiveModel, Ordering
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
 from arjax.models.nade import NADE, NADEConfig
+from arjax.models.rnn import RNN, RNNConfig
 
 #: Model configs by family name (used by the command line and config overrides).
 MODEL_CONFIGS = {
     "fvsbn": FVSBNConfig,
     "nade": NADEConfig,
+    "rnn": RNNConfig,
 }
 
 
