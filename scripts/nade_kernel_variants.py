@@ -22,104 +22,104 @@ ALL = ["reference", "checkpoint_scan_c16", "kernel_c8", "kernel_c16", "kernel_c3
 
 
 def _checkpoint_scan(x, W, c, V, b, chunk_size=16):
-    """Baseline: autodiff through a checkpointed chunk scan (D divisible by C)."""
-    import jax
-    import jax.numpy as jnp
+  """Baseline: autodiff through a checkpointed chunk scan (D divisible by C)."""
+  import jax
+  import jax.numpy as jnp
 
-    B = x.shape[0]
-    C = chunk_size
-    lower = jnp.tril(jnp.ones((C, C), x.dtype), k=-1)
+  B = x.shape[0]
+  C = chunk_size
+  lower = jnp.tril(jnp.ones((C, C), x.dtype), k=-1)
 
-    @jax.checkpoint
-    def step(a, chunk):
-        xk, Wk, Vk = chunk  # [B, C], [C, H], [C, H, P]
-        within = ((xk[:, None, :] * lower).reshape(B * C, C) @ Wk).reshape(B, C, -1)
-        h = jax.nn.sigmoid(a[:, None] + within)  # [B, C, H]
-        return a + xk @ Wk, jnp.einsum("nch,chp->ncp", h, Vk)
+  @jax.checkpoint
+  def step(a, chunk):
+    xk, Wk, Vk = chunk  # [B, C], [C, H], [C, H, P]
+    within = ((xk[:, None, :] * lower).reshape(B * C, C) @ Wk).reshape(B, C, -1)
+    h = jax.nn.sigmoid(a[:, None] + within)  # [B, C, H]
+    return a + xk @ Wk, jnp.einsum("nch,chp->ncp", h, Vk)
 
-    xs = x.reshape(B, -1, C).transpose(1, 0, 2)
-    _, outs = jax.lax.scan(step, jnp.broadcast_to(c, (B, c.shape[0])), (xs, W.reshape(-1, C, W.shape[1]), V.reshape(-1, C, *V.shape[1:])))
-    return outs.transpose(1, 0, 2, 3).reshape(B, -1, V.shape[-1]) + b
+  xs = x.reshape(B, -1, C).transpose(1, 0, 2)
+  _, outs = jax.lax.scan(step, jnp.broadcast_to(c, (B, c.shape[0])), (xs, W.reshape(-1, C, W.shape[1]), V.reshape(-1, C, *V.shape[1:])))
+  return outs.transpose(1, 0, 2, 3).reshape(B, -1, V.shape[-1]) + b
 
 
 def _measure(variant):
-    import jax
-    import jax.numpy as jnp
-    import optax
+  import jax
+  import jax.numpy as jnp
+  import optax
 
-    from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
+  from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
 
-    if variant == "reference":
-        fn = nade_conditionals_reference
-    elif variant == "checkpoint_scan_c16":
-        fn = _checkpoint_scan
-    else:
-        C = int(variant.split("_c")[1].split("_")[0])
+  if variant == "reference":
+    fn = nade_conditionals_reference
+  elif variant == "checkpoint_scan_c16":
+    fn = _checkpoint_scan
+  else:
+    C = int(variant.split("_c")[1].split("_")[0])
 
-        def fn(*a):
-            return nade_conditionals(*a, chunk_size=C)
+    def fn(*a):
+      return nade_conditionals(*a, chunk_size=C)
 
-    k = jax.random.split(jax.random.PRNGKey(0), 4)
-    params = {
-        "W": 0.01 * jax.random.normal(k[1], (D, H)),
-        "c": jnp.zeros(H),
-        "V": 0.01 * jax.random.normal(k[2], (D, H, 1)),
-        "b": jnp.zeros((D, 1)),
-    }
+  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  params = {
+    "W": 0.01 * jax.random.normal(k[1], (D, H)),
+    "c": jnp.zeros(H),
+    "V": 0.01 * jax.random.normal(k[2], (D, H, 1)),
+    "b": jnp.zeros((D, 1)),
+  }
 
-    def nll(p, x):
-        logits = fn(x, p["W"], p["c"], p["V"], p["b"])[..., 0]
-        return optax.sigmoid_binary_cross_entropy(logits, x).sum(1)  # [B]
+  def nll(p, x):
+    logits = fn(x, p["W"], p["c"], p["V"], p["b"])[..., 0]
+    return optax.sigmoid_binary_cross_entropy(logits, x).sum(1)  # [B]
 
-    opt = optax.adam(1e-3)
+  opt = optax.adam(1e-3)
 
-    @jax.jit
-    def train_step(p, s, x):
-        loss, g = jax.value_and_grad(lambda p: nll(p, x).mean())(p)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
+  @jax.jit
+  def train_step(p, s, x):
+    loss, g = jax.value_and_grad(lambda p: nll(p, x).mean())(p)
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s, loss
 
-    eval_ll = jax.jit(lambda p, x: -nll(p, x))
+  eval_ll = jax.jit(lambda p, x: -nll(p, x))
 
-    def data(B):
-        x = (jax.random.uniform(k[0], (B, D)) < 0.3).astype(jnp.float32)
-        if variant.endswith("_2dev"):
-            mesh = jax.make_mesh((2,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
-            x = jax.device_put(x, jax.NamedSharding(mesh, jax.P("batch")))
-        return x
+  def data(B):
+    x = (jax.random.uniform(k[0], (B, D)) < 0.3).astype(jnp.float32)
+    if variant.endswith("_2dev"):
+      mesh = jax.make_mesh((2,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
+      x = jax.device_put(x, jax.NamedSharding(mesh, jax.P("batch")))
+    return x
 
-    def rate(run, B, steps):
-        jax.block_until_ready(run())  # compile + warm up
-        t = time.perf_counter()
-        for _ in range(steps):
-            out = run()
-        jax.block_until_ready(out)
-        return B * steps / (time.perf_counter() - t)
+  def rate(run, B, steps):
+    jax.block_until_ready(run())  # compile + warm up
+    t = time.perf_counter()
+    for _ in range(steps):
+      out = run()
+    jax.block_until_ready(out)
+    return B * steps / (time.perf_counter() - t)
 
-    slow = variant == "reference"
-    x = data(TRAIN_BATCH)
-    state = [params, opt.init(params)]
+  slow = variant == "reference"
+  x = data(TRAIN_BATCH)
+  state = [params, opt.init(params)]
 
-    def run_train():
-        state[0], state[1], loss = train_step(state[0], state[1], x)
-        return loss
+  def run_train():
+    state[0], state[1], loss = train_step(state[0], state[1], x)
+    return loss
 
-    print(json.dumps({"variant": variant, "batch": TRAIN_BATCH, "train_ex_per_s": round(rate(run_train, TRAIN_BATCH, 2 if slow else 8), 1)}), flush=True)
-    if slow:
-        return  # [1000, 784, 500] f32 intermediates are several GB
-    xe = data(EVAL_BATCH)
-    print(json.dumps({"variant": variant, "batch": EVAL_BATCH, "eval_ex_per_s": round(rate(lambda: eval_ll(params, xe), EVAL_BATCH, 3), 1)}), flush=True)
+  print(json.dumps({"variant": variant, "batch": TRAIN_BATCH, "train_ex_per_s": round(rate(run_train, TRAIN_BATCH, 2 if slow else 8), 1)}), flush=True)
+  if slow:
+    return  # [1000, 784, 500] f32 intermediates are several GB
+  xe = data(EVAL_BATCH)
+  print(json.dumps({"variant": variant, "batch": EVAL_BATCH, "eval_ex_per_s": round(rate(lambda: eval_ll(params, xe), EVAL_BATCH, 3), 1)}), flush=True)
 
 
 def main(variants):
-    for v in variants:
-        if v.endswith("_2dev") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-            env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-            subprocess.run([sys.executable, __file__, v], env=env, check=True)
-        else:
-            _measure(v)
+  for v in variants:
+    if v.endswith("_2dev") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+      env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+      subprocess.run([sys.executable, __file__, v], env=env, check=True)
+    else:
+      _measure(v)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    main(sys.argv[1:] or ALL)
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+  main(sys.argv[1:] or ALL)

@@ -3,9 +3,9 @@
 NADE (Larochelle & Murray, 2011) shares one hidden pre-activation across all
 positions and advances it by a rank-one step per position:
 
-    a_d      = c + sum_{j<d} x_j W_j                  # [B, H]
-    h_d      = sigmoid(a_d)
-    params_d = b_d + h_d @ V_d                         # [B, P]
+  a_d      = c + sum_{j<d} x_j W_j                  # [B, H]
+  h_d      = sigmoid(a_d)
+  params_d = b_d + h_d @ V_d                         # [B, P]
 
 Materialising every ``a_d`` costs a [B, D, H] tensor (200 MB for binarized
 MNIST at B=128, H=500), so on a CPU the plain cumsum formulation is bound by
@@ -24,19 +24,19 @@ The backward pass (``jax.custom_vjp``) saves only the per-chunk carries
 hidden units.  With upstream gradient ``g_d = dL/dparams_d`` and
 ``delta_d = dL/da_d = (g_d @ V_d^T) * h_d * (1 - h_d)``:
 
-    dL/db_d = sum_n g_{n,d}
-    dL/dV_d = h_d^T g_d
-    S_j     = sum_{d>j} delta_d                     # suffix sum, [B, H]
-    dL/dW_j = x_{:,j}^T S_j
-    dL/dx_j = S_j W_j^T
-    dL/dc   = sum_n sum_d delta_{n,d}
+  dL/db_d = sum_n g_{n,d}
+  dL/dV_d = h_d^T g_d
+  S_j     = sum_{d>j} delta_d                     # suffix sum, [B, H]
+  dL/dW_j = x_{:,j}^T S_j
+  dL/dx_j = S_j W_j^T
+  dL/dc   = sum_n sum_d delta_{n,d}
 
 The suffix sum over later chunks is the scan carry ``G``.  The within-chunk
 part is never materialised as a [B, C, H] tensor: it enters dW and dx only
 through the small pairwise products
 
-    Z[i, i'] = x_{:,i}^T delta_{i'}   (one [C, B] @ [B, C*H] GEMM)
-    Y[n, i', i] = delta_{n,i'} . W_i  (one [B*C, H] @ [H, C] GEMM)
+  Z[i, i'] = x_{:,i}^T delta_{i'}   (one [C, B] @ [B, C*H] GEMM)
+  Y[n, i', i] = delta_{n,i'} . W_i  (one [B*C, H] @ [H, C] GEMM)
 
 which are then masked to i' > i and summed over i'.  Both read ``delta``
 once, which matters more on CPU than their C-fold redundant FLOPs.
@@ -53,128 +53,128 @@ __all__ = ["nade_conditionals", "nade_conditionals_reference"]
 
 
 def nade_conditionals_reference(x, W, c, V, b):
-    """Plain cumsum NADE pass with O(B·D·H) memory; the oracle for tests.
+  """Plain cumsum NADE pass with O(B·D·H) memory; the oracle for tests.
 
-    params[n, d] = b[d] + sigmoid(c + sum_{j<d} x[n, j] * W[j]) @ V[d]
+  params[n, d] = b[d] + sigmoid(c + sum_{j<d} x[n, j] * W[j]) @ V[d]
 
-    Shapes as in :func:`nade_conditionals`.
-    """
-    contrib = x[:, :, None] * W[None]  # [B, D, H]
-    # Exclusive cumsum: position d sees only inputs j < d.
-    a = c + jnp.cumsum(contrib, axis=1) - contrib  # [B, D, H]
-    return jnp.einsum("ndh,dhp->ndp", jax.nn.sigmoid(a), V) + b
+  Shapes as in :func:`nade_conditionals`.
+  """
+  contrib = x[:, :, None] * W[None]  # [B, D, H]
+  # Exclusive cumsum: position d sees only inputs j < d.
+  a = c + jnp.cumsum(contrib, axis=1) - contrib  # [B, D, H]
+  return jnp.einsum("ndh,dhp->ndp", jax.nn.sigmoid(a), V) + b
 
 
 def nade_conditionals(x, W, c, V, b, *, chunk_size: int = 16):
-    """NADE output parameters for every position, O(B·D·H) time, O(B·C·H) working memory.
+  """NADE output parameters for every position, O(B·D·H) time, O(B·C·H) working memory.
 
-    params[n, d] = b[d] + sigmoid(c + sum_{j<d} x[n, j] * W[j]) @ V[d]
+  params[n, d] = b[d] + sigmoid(c + sum_{j<d} x[n, j] * W[j]) @ V[d]
 
-    Args:
-      x: [B, D] float inputs, already in ordering (position) order.
-      W: [D, H] input->hidden weights (row j is the column of dimension at position j).
-      c: [H] hidden bias.
-      V: [D, H, P] hidden->output weights (P = number of head parameters per dimension; P=1 for Bernoulli logits, K for categorical, 3K for mixtures).
-      b: [D, P] output biases.
-      chunk_size: positions per scan step (C).  Larger chunks mean fewer
-        sequential steps but C-fold more FLOPs in the triangular GEMMs; 16
-        measured fastest for D=784, H=500 on CPU.
-    Returns:
-      params [B, D, P].
+  Args:
+    x: [B, D] float inputs, already in ordering (position) order.
+    W: [D, H] input->hidden weights (row j is the column of dimension at position j).
+    c: [H] hidden bias.
+    V: [D, H, P] hidden->output weights (P = number of head parameters per dimension; P=1 for Bernoulli logits, K for categorical, 3K for mixtures).
+    b: [D, P] output biases.
+    chunk_size: positions per scan step (C).  Larger chunks mean fewer
+    sequential steps but C-fold more FLOPs in the triangular GEMMs; 16
+    measured fastest for D=784, H=500 on CPU.
+  Returns:
+    params [B, D, P].
 
-    Differentiable in all five arrays in reverse mode (``jax.grad``,
-    ``jax.vjp``, ``jax.jacrev``); the backward pass is a ``jax.custom_vjp``,
-    so forward mode (``jax.jvp``, ``jax.jacfwd``) is unsupported.
-    """
-    D = x.shape[1]
-    C = int(chunk_size)
-    pad = -D % C
-    if pad:
-        # Zero inputs and weights leave every carry unchanged and the padded
-        # outputs are sliced off, so padding is exact, gradients included.
-        x = jnp.pad(x, ((0, 0), (0, pad)))
-        W = jnp.pad(W, ((0, pad), (0, 0)))
-        V = jnp.pad(V, ((0, pad), (0, 0), (0, 0)))
-        b = jnp.pad(b, ((0, pad), (0, 0)))
-    return _nade_chunked(C, x, W, c, V, b)[:, :D]
+  Differentiable in all five arrays in reverse mode (``jax.grad``,
+  ``jax.vjp``, ``jax.jacrev``); the backward pass is a ``jax.custom_vjp``,
+  so forward mode (``jax.jvp``, ``jax.jacfwd``) is unsupported.
+  """
+  D = x.shape[1]
+  C = int(chunk_size)
+  pad = -D % C
+  if pad:
+    # Zero inputs and weights leave every carry unchanged and the padded
+    # outputs are sliced off, so padding is exact, gradients included.
+    x = jnp.pad(x, ((0, 0), (0, pad)))
+    W = jnp.pad(W, ((0, pad), (0, 0)))
+    V = jnp.pad(V, ((0, pad), (0, 0), (0, 0)))
+    b = jnp.pad(b, ((0, pad), (0, 0)))
+  return _nade_chunked(C, x, W, c, V, b)[:, :D]
 
 
 def _strictly_lower(C, dtype):
-    return jnp.tril(jnp.ones((C, C), dtype), k=-1)  # [i, i'] = [i' < i]
+  return jnp.tril(jnp.ones((C, C), dtype), k=-1)  # [i, i'] = [i' < i]
 
 
 def _split_chunks(C, x, W, V):
-    """Reshape position-major arrays into scan-major chunks."""
-    B, Dp = x.shape
-    K = Dp // C
-    xs = x.reshape(B, K, C).transpose(1, 0, 2)  # [K, B, C]
-    Ws = W.reshape(K, C, -1)  # [K, C, H]
-    Vs = V.reshape(K, C, *V.shape[1:])  # [K, C, H, P]
-    return xs, Ws, Vs
+  """Reshape position-major arrays into scan-major chunks."""
+  B, Dp = x.shape
+  K = Dp // C
+  xs = x.reshape(B, K, C).transpose(1, 0, 2)  # [K, B, C]
+  Ws = W.reshape(K, C, -1)  # [K, C, H]
+  Vs = V.reshape(K, C, *V.shape[1:])  # [K, C, H, P]
+  return xs, Ws, Vs
 
 
 def _chunk_hidden(lower, a, xk, Wk):
-    """Hidden units of one chunk given the carry ``a`` at its first position."""
-    B, C = xk.shape
-    masked = xk[:, None, :] * lower[None]  # [B, C, C]
-    within = (masked.reshape(B * C, C) @ Wk).reshape(B, C, -1)  # [B, C, H]
-    return jax.nn.sigmoid(a[:, None] + within)  # [B, C, H]
+  """Hidden units of one chunk given the carry ``a`` at its first position."""
+  B, C = xk.shape
+  masked = xk[:, None, :] * lower[None]  # [B, C, C]
+  within = (masked.reshape(B * C, C) @ Wk).reshape(B, C, -1)  # [B, C, H]
+  return jax.nn.sigmoid(a[:, None] + within)  # [B, C, H]
 
 
 def _forward(C, x, W, c, V, b):
-    B = x.shape[0]
-    xs, Ws, Vs = _split_chunks(C, x, W, V)
-    lower = _strictly_lower(C, x.dtype)
+  B = x.shape[0]
+  xs, Ws, Vs = _split_chunks(C, x, W, V)
+  lower = _strictly_lower(C, x.dtype)
 
-    def step(a, chunk):
-        xk, Wk, Vk = chunk
-        h = _chunk_hidden(lower, a, xk, Wk)  # [B, C, H]
-        out = jnp.einsum("nch,chp->ncp", h, Vk)  # [B, C, P]
-        return a + xk @ Wk, (a, out)
+  def step(a, chunk):
+    xk, Wk, Vk = chunk
+    h = _chunk_hidden(lower, a, xk, Wk)  # [B, C, H]
+    out = jnp.einsum("nch,chp->ncp", h, Vk)  # [B, C, P]
+    return a + xk @ Wk, (a, out)
 
-    a0 = jnp.broadcast_to(c, (B, c.shape[0]))
-    _, (carries, outs) = jax.lax.scan(step, a0, (xs, Ws, Vs))
-    params = outs.transpose(1, 0, 2, 3).reshape(B, -1, outs.shape[-1]) + b  # [B, Dp, P]
-    return params, carries  # carries: [K, B, H]
+  a0 = jnp.broadcast_to(c, (B, c.shape[0]))
+  _, (carries, outs) = jax.lax.scan(step, a0, (xs, Ws, Vs))
+  params = outs.transpose(1, 0, 2, 3).reshape(B, -1, outs.shape[-1]) + b  # [B, Dp, P]
+  return params, carries  # carries: [K, B, H]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _nade_chunked(C, x, W, c, V, b):
-    return _forward(C, x, W, c, V, b)[0]
+  return _forward(C, x, W, c, V, b)[0]
 
 
 def _nade_chunked_fwd(C, x, W, c, V, b):
-    params, carries = _forward(C, x, W, c, V, b)
-    return params, (x, W, V, carries)
+  params, carries = _forward(C, x, W, c, V, b)
+  return params, (x, W, V, carries)
 
 
 def _nade_chunked_bwd(C, residuals, g):
-    x, W, V, carries = residuals
-    B, Dp = x.shape
-    K = Dp // C
-    xs, Ws, Vs = _split_chunks(C, x, W, V)
-    gs = g.reshape(B, K, C, -1).transpose(1, 0, 2, 3)  # [K, B, C, P]
-    lower = _strictly_lower(C, x.dtype)
-    upper = lower.T  # [i, i'] = [i' > i]
+  x, W, V, carries = residuals
+  B, Dp = x.shape
+  K = Dp // C
+  xs, Ws, Vs = _split_chunks(C, x, W, V)
+  gs = g.reshape(B, K, C, -1).transpose(1, 0, 2, 3)  # [K, B, C, P]
+  lower = _strictly_lower(C, x.dtype)
+  upper = lower.T  # [i, i'] = [i' > i]
 
-    def step(G, chunk):
-        # G: dL/da summed over every position after this chunk, [B, H].
-        a, xk, Wk, Vk, gk = chunk
-        h = _chunk_hidden(lower, a, xk, Wk)  # [B, C, H]
-        H = h.shape[-1]
-        dV = jnp.einsum("nch,ncp->chp", h, gk)  # [C, H, P]
-        delta = jnp.einsum("ncp,chp->nch", gk, Vk) * h * (1 - h)  # [B, C, H]
-        Z = (xk.T @ delta.reshape(B, C * H)).reshape(C, C, H)  # [i, i', H]
-        dW = xk.T @ G + (upper[:, :, None] * Z).sum(1)  # [C, H]
-        Y = (delta.reshape(B * C, H) @ Wk.T).reshape(B, C, C)  # [B, i', i]
-        dx = G @ Wk.T + (Y * lower[None]).sum(1)  # [B, C]
-        return G + delta.sum(1), (dW, dV, dx)
+  def step(G, chunk):
+    # G: dL/da summed over every position after this chunk, [B, H].
+    a, xk, Wk, Vk, gk = chunk
+    h = _chunk_hidden(lower, a, xk, Wk)  # [B, C, H]
+    H = h.shape[-1]
+    dV = jnp.einsum("nch,ncp->chp", h, gk)  # [C, H, P]
+    delta = jnp.einsum("ncp,chp->nch", gk, Vk) * h * (1 - h)  # [B, C, H]
+    Z = (xk.T @ delta.reshape(B, C * H)).reshape(C, C, H)  # [i, i', H]
+    dW = xk.T @ G + (upper[:, :, None] * Z).sum(1)  # [C, H]
+    Y = (delta.reshape(B * C, H) @ Wk.T).reshape(B, C, C)  # [B, i', i]
+    dx = G @ Wk.T + (Y * lower[None]).sum(1)  # [B, C]
+    return G + delta.sum(1), (dW, dV, dx)
 
-    G0 = jnp.zeros_like(carries[0])
-    G, (dWs, dVs, dxs) = jax.lax.scan(step, G0, (carries, xs, Ws, Vs, gs), reverse=True)
-    dx = dxs.transpose(1, 0, 2).reshape(B, Dp)
-    dc = G.sum(0)  # after the last step G holds every position's delta
-    return dx, dWs.reshape(W.shape), dc, dVs.reshape(V.shape), g.sum(0)
+  G0 = jnp.zeros_like(carries[0])
+  G, (dWs, dVs, dxs) = jax.lax.scan(step, G0, (carries, xs, Ws, Vs, gs), reverse=True)
+  dx = dxs.transpose(1, 0, 2).reshape(B, Dp)
+  dc = G.sum(0)  # after the last step G holds every position's delta
+  return dx, dWs.reshape(W.shape), dc, dVs.reshape(V.shape), g.sum(0)
 
 
 _nade_chunked.defvjp(_nade_chunked_fwd, _nade_chunked_bwd)
