@@ -66,9 +66,9 @@ def made_degrees(ordering: np.ndarray, hidden_sizes: Sequence[int], *, seed: int
     hidden_sizes: units per hidden layer, any width (narrower than D is fine).
     seed: seed of the "random" draws.
     method: "random" draws each degree uniformly from its range, as in the
-      paper; "even" spreads the degrees evenly over the range (deterministic,
-      and every degree 0..D−2 occurs in every layer at least H/(D−1) times
-      when H >= D − 1, so every output then sees every earlier input).
+      paper; "even" spreads the degrees evenly over the range (deterministic;
+      when H >= D − 1 every degree 0..D−2 occurs in every layer, so every
+      output sees every earlier input).
 
   Returns:
     `[input degrees [D], degrees of hidden layer 1 [H_1], ..., [H_L]]`, int32.

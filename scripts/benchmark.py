@@ -43,6 +43,8 @@ NUM_DIMS = 784
 MODELS = {
     "nade": lambda: models.NADEConfig(num_hidden=500),
     "fvsbn": lambda: models.FVSBNConfig(),
+    "lstm": lambda: models.RNNConfig(cell="lstm", num_hidden=256),
+    "made": lambda: models.MADEConfig(hidden_sizes=(500,)),
 }
 
 

@@ -16,6 +16,15 @@ FAMILIES = {
     "nade": lambda event_shape, head, ordering: models.NADE(
         event_shape, head=head, ordering=ordering, ordering_seed=3, num_hidden=8, chunk_size=4,
         rngs=nnx.Rngs(0)),
+    "lstm": lambda event_shape, head, ordering: models.RNN(
+        event_shape, cell="lstm", head=head, ordering=ordering, ordering_seed=3, num_hidden=8,
+        rngs=nnx.Rngs(0)),
+    "gru": lambda event_shape, head, ordering: models.RNN(
+        event_shape, cell="gru", head=head, ordering=ordering, ordering_seed=3, num_hidden=8,
+        rngs=nnx.Rngs(0)),
+    "made": lambda event_shape, head, ordering: models.MADE(
+        event_shape, head=head, ordering=ordering, ordering_seed=3, hidden_sizes=(8, 8),
+        activation="tanh", rngs=nnx.Rngs(0)),
 }
 
 HEADS = {

@@ -2,12 +2,14 @@
 
 from arjax.models.base import AutoregressiveModel, Ordering
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
+from arjax.models.made import MADE, MADEConfig, made_ensemble_log_prob
 from arjax.models.nade import NADE, NADEConfig
 from arjax.models.rnn import RNN, RNNConfig
 
 #: Model configs by family name (used by the command line and config overrides).
 MODEL_CONFIGS = {
     "fvsbn": FVSBNConfig,
+    "made": MADEConfig,
     "nade": NADEConfig,
     "rnn": RNNConfig,
 }

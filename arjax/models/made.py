@@ -1,0 +1,259 @@
+"""MADE: the masked autoencoder for distribution estimation (Germain, Gregor, Murray & Larochelle 2015).
+
+A multilayer perceptron over all D inputs whose weights are multiplied by
+binary masks, so that the outputs for dimension d see only the dimensions
+that come before d in the ordering:
+
+    h_1 = g(b_1 + x (W_1 ⊙ M_1))                             h_1 ∈ R^{H_1}
+    h_l = g(b_l + h_{l−1} (W_l ⊙ M_l))                       l = 2..L
+    params = b_out + h_L (V ⊙ M_out) [+ x (A ⊙ M_direct)]    params ∈ R^{D×P}
+
+The masks follow from degrees (`orderings.made_degrees`, `orderings.made_masks`):
+input d has degree position[d], a hidden unit a degree m, and a unit feeds a
+unit above it of degree >= its own, the output of position t only from degree
+< t. Every conditional comes out of one pass, and the head's P params of a
+dimension share its output mask. The masks multiply the weights in the forward
+pass and are rebuilt there from the stored degrees; the weights themselves are
+never overwritten, and the degrees are state that is saved but never trained.
+The activation g is ReLU by default; the smooth ones keep every allowed
+dependence visible in a Jacobian at any point, where a ReLU unit that is off
+at that point hides its paths (the generic tests use tanh for that reason).
+
+Order- and connectivity-agnostic training, as in the paper: with
+`num_masks` N > 1 the model holds N draws of (ordering, hidden degrees). Draw
+k takes seed `ordering_seed + k`: `ordering="random"` gives each draw its own
+random ordering; a fixed ordering ("raster", "reverse", a permutation) is kept
+by every draw, which then differ in their hidden degrees only. The state
+`mask_index` picks the draw the network uses, and `model.ordering` is always
+the ordering of that draw, so the generic sampler and likelihood follow it.
+`set_mask(k)` switches draws (k may be traced inside jit);
+`made_ensemble_log_prob` averages the N models' probabilities.
+
+Cache: the first hidden layer's pre-activation, [B, H_1], plus the inputs seen
+so far. `observe` adds x_d W_1[d] on the hidden units that may see position t,
+and `step` recomputes the deeper layers and the one output column of position
+t, so a step costs O(Σ_{l≥2} H_{l−1} H_l + H_1 + H_L P) per example (+ D P with
+direct connections), not a full pass.
+
+Features: the last hidden layer, g(...) [B, H_L], under the current mask,
+given the whole input. A unit of degree m has seen only the inputs at
+positions <= m.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from arjax import heads as heads_lib
+from arjax import orderings
+from arjax.models import base
+
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": jax.nn.softplus,
+    "tanh": jnp.tanh,
+}
+
+
+class MaskDraws(nnx.Variable):
+  """MADE's N drawn orderings and hidden degrees: saved with the model, never trained."""
+
+
+class MaskIndex(nnx.Variable):
+  """Which draw of the masks the network uses now: an int32 scalar."""
+
+
+class MADE(base.AutoregressiveModel):
+  has_cache = True
+
+  def __init__(self, event_shape, *, hidden_sizes: tuple[int, ...] = (500,),
+               head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
+               ordering_seed: int = 0, num_masks: int = 1, direct_connections: bool = False,
+               hidden_degrees: str = "random", activation: str = "relu", rngs: nnx.Rngs):
+    super().__init__(event_shape, head, ordering, ordering_seed)
+    self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+    if not self.hidden_sizes:
+      raise ValueError("MADE needs at least one hidden layer; an FVSBN is the model without one.")
+    if num_masks < 1:
+      raise ValueError(f"MADE: num_masks must be >= 1, got {num_masks}")
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"MADE: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    self.activation = activation
+    num_dims, num_params = self.num_dims, head.num_params
+    self.num_masks = int(num_masks)
+
+    draw_orderings, draw_hidden_degrees = [], []
+    for k in range(self.num_masks):
+      draw_ordering = orderings.make_ordering(ordering, num_dims, seed=ordering_seed + k)
+      degrees = orderings.made_degrees(draw_ordering, self.hidden_sizes, seed=ordering_seed + k,
+                                       method=hidden_degrees)
+      draw_orderings.append(draw_ordering)
+      draw_hidden_degrees.append(np.concatenate(degrees[1:]))
+    self.draw_orderings = MaskDraws(jnp.asarray(np.stack(draw_orderings)))  # [N, D]
+    self.draw_hidden_degrees = MaskDraws(jnp.asarray(np.stack(draw_hidden_degrees)))  # [N, ΣH]
+    self.mask_index = MaskIndex(jnp.zeros((), jnp.int32))
+
+    # Weights are indexed by dimension, not position, so that every draw of the
+    # masks (every ordering) shares them.
+    sizes = (num_dims, *self.hidden_sizes)
+    self.hidden_weights = nnx.List([
+        nnx.Param(jax.random.normal(rngs.params(), (fan_in, fan_out)) / jnp.sqrt(fan_in))
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
+    self.hidden_biases = nnx.List([nnx.Param(jnp.zeros((size,))) for size in self.hidden_sizes])
+    last = self.hidden_sizes[-1]
+    self.output_weights = nnx.Param(
+        jax.random.normal(rngs.params(), (last, num_dims, num_params)) / jnp.sqrt(last))
+    self.output_bias = nnx.Param(jnp.tile(head.init_bias()[None], (num_dims, 1)))  # [D, P]
+    # direct_weights[j, d, p]: weight of input j in param p of dimension d.
+    self.direct_weights = (
+        nnx.Param(0.01 * jax.random.normal(rngs.params(), (num_dims, num_dims, num_params)))
+        if direct_connections else None)
+
+  # ------------------------------------------------------------- masks --
+
+  def set_mask(self, index) -> None:
+    """Makes draw `index` (an int, or an int32 scalar traced inside jit) the current one.
+
+    Updates `mask_index` and `ordering` together. The Variables are replaced
+    rather than written in place, so this also works on a model merged inside
+    jit from state the jitted function closes over (NNX refuses in-place
+    writes to Variables of an outer trace).
+    """
+    if not isinstance(index, jax.core.Tracer) and not 0 <= int(index) < self.num_masks:
+      raise ValueError(f"MADE.set_mask: index must lie in [0, {self.num_masks}), got {index}")
+    index = jnp.asarray(index, jnp.int32)
+    self.mask_index = MaskIndex(index)
+    self.ordering = base.Ordering(jnp.take(self.draw_orderings[...], index, axis=0))
+
+  def _hidden_degrees(self, index) -> list[jax.Array]:
+    """Degrees of the hidden units under draw `index`: `[H_1], ..., [H_L]`."""
+    degrees = jnp.take(self.draw_hidden_degrees[...], index, axis=0)  # [ΣH]
+    return jnp.split(degrees, np.cumsum(self.hidden_sizes)[:-1].tolist())
+
+  def _degrees(self, index) -> list[jax.Array]:
+    """`made_degrees` of draw `index`: input degrees (positions) `[D]`, then the hidden ones."""
+    ordering = jnp.take(self.draw_orderings[...], index, axis=0)  # [D]
+    return [jnp.argsort(ordering).astype(jnp.int32), *self._hidden_degrees(index)]
+
+  # ------------------------------------------------------ teacher-forced --
+
+  def _activate(self, preactivation):
+    return ACTIVATIONS[self.activation](preactivation)
+
+  def _hidden(self, inputs, masks):
+    """[B, D] inputs -> [B, H_L], the last hidden layer."""
+    hidden = inputs
+    for weight, bias, mask in zip(self.hidden_weights, self.hidden_biases, masks[:-1]):
+      hidden = self._activate(hidden @ (weight[...] * mask) + bias[...])  # [B, H_l]
+    return hidden
+
+  def _output(self, hidden, inputs, degrees, masks):
+    """[B, H_L] last hidden layer (and [B, D] inputs) -> [B, D, P] params in dimension order."""
+    last, num_dims, num_params = self.output_weights.shape
+    output_weights = self.output_weights[...] * masks[-1][:, :, None]  # [H_L, D, P]
+    params = hidden @ output_weights.reshape(last, num_dims * num_params)  # [B, D·P]
+    if self.direct_weights is not None:
+      direct_mask = orderings.made_masks(degrees[:1])[0]  # [D, D]
+      direct = self.direct_weights[...] * direct_mask[:, :, None]  # [D, D, P]
+      params = params + inputs @ direct.reshape(num_dims, num_dims * num_params)
+    return params.reshape(-1, num_dims, num_params) + self.output_bias[...]  # [B, D, P]
+
+  def _conditionals_under(self, x, index):
+    """`conditionals` under draw `index` of the masks (traceable, so it can be vmapped)."""
+    inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
+    degrees = self._degrees(index)
+    masks = orderings.made_masks(degrees)
+    params = self._output(self._hidden(inputs, masks), inputs, degrees, masks)  # [B, D, P]
+    return params.reshape(x.shape[0], *self.event_shape, self.head.num_params)
+
+  def conditionals(self, x, *, context=None):
+    self._reject_context(context)
+    return self._conditionals_under(x, self.mask_index[...])
+
+  def features(self, x, *, context=None):
+    self._reject_context(context)
+    inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
+    return self._hidden(inputs, orderings.made_masks(self._degrees(self.mask_index[...])))  # [B, H_L]
+
+  # ------------------------------------------------------------ sampling --
+
+  def init_cache(self, batch_size, *, context=None):
+    self._reject_context(context)
+    first_layer = jnp.broadcast_to(self.hidden_biases[0][...], (batch_size, self.hidden_sizes[0]))
+    inputs = jnp.zeros((batch_size, self.num_dims))  # filled in position by position
+    return first_layer, inputs
+
+  def step(self, cache, t):
+    first_layer, inputs = cache
+    index = self.mask_index[...]
+    # Only the deeper masks are used; the input degrees they would need are dead code.
+    masks = orderings.made_masks(self._degrees(index))
+    hidden = self._activate(first_layer)  # [B, H_1]
+    for weight, bias, mask in zip(self.hidden_weights[1:], self.hidden_biases[1:], masks[1:-1]):
+      hidden = self._activate(hidden @ (weight[...] * mask) + bias[...])  # [B, H_l]
+    dim = self.ordering[t]
+    sees = (self._hidden_degrees(index)[-1] < t)[:, None]  # [H_L, 1]: the output mask of dim
+    params = self.output_bias[dim] + hidden @ (self.output_weights[:, dim] * sees)  # [B, P]
+    if self.direct_weights is not None:
+      # Only the positions before t have been observed; the others are still 0.
+      params = params + inputs @ self.direct_weights[:, dim]
+    return params, cache
+
+  def observe(self, cache, t, value):
+    first_layer, inputs = cache
+    dim = self.ordering[t]
+    value = self.head.as_input(value)  # [B]
+    sees = self._hidden_degrees(self.mask_index[...])[0] >= t  # [H_1]: the units that see position t
+    first_layer = first_layer + value[:, None] * (self.hidden_weights[0][dim] * sees)
+    return first_layer, inputs.at[:, dim].set(value)
+
+
+def made_ensemble_log_prob(model: MADE, x: jax.Array) -> jax.Array:
+  """log of the mixture over the N mask draws: log (1/N) Σ_k p(x | draw k), `[B]` nats.
+
+  The average of the N models' probabilities (log-mean-exp of their
+  log-likelihoods), as in the paper's ensembles: not the likelihood of
+  averaged logits, which is not a normalized model. Independent of the
+  current `mask_index`.
+
+  Args:
+    model: a MADE.
+    x: `[B, *event_shape]` values in the head's support.
+  """
+  if tuple(np.shape(x))[1:] != model.event_shape:
+    raise ValueError(f"made_ensemble_log_prob: x must have shape [batch, *{model.event_shape}]; "
+                     f"got {tuple(np.shape(x))}")
+  if heads_lib.is_concrete(x):
+    model.head.validate(x)
+
+  def log_prob_under(index):
+    per_dim = model.head.log_prob(model._conditionals_under(x, index), x)  # [B, *event_shape]
+    return per_dim.reshape(x.shape[0], -1).sum(-1)  # [B]
+
+  log_probs = jax.vmap(log_prob_under)(jnp.arange(model.num_masks))  # [N, B]
+  return jax.nn.logsumexp(log_probs, axis=0) - math.log(model.num_masks)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MADEConfig:
+  """Builds a MADE; the fields are the constructor's options."""
+
+  hidden_sizes: tuple[int, ...] = (500,)  # units per hidden layer (one layer of 500 on MNIST in the paper)
+  head: heads_lib.Head = heads_lib.Bernoulli()  # output distribution of one dimension
+  ordering: str | tuple[int, ...] = "raster"  # "raster", "reverse", "random" or a permutation
+  ordering_seed: int = 0  # seed of draw 0; draw k of the masks uses ordering_seed + k
+  num_masks: int = 1  # N draws of (ordering, hidden degrees); > 1 for order/connectivity-agnostic training
+  direct_connections: bool = False  # add masked input -> output weights
+  hidden_degrees: str = "random"  # "random" (i.i.d., as in the paper) or "even" (deterministic)
+  activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
+
+  def build(self, event_shape, *, rngs: nnx.Rngs) -> MADE:
+    return MADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
