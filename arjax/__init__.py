@@ -8,7 +8,7 @@
 """
 
 from arjax import heads, models, orderings
-from arjax.likelihood import bits_per_dim, check_input, log_prob, log_prob_per_dim
+from arjax.likelihood import bits_per_dim, check_input, ensemble_log_prob, log_prob, log_prob_per_dim
 from arjax.sampling import sample
 
 
@@ -19,7 +19,7 @@ def features(model, x, *, context=None):
 
 
 __all__ = [
-    "bits_per_dim", "check_input", "features", "heads", "log_prob", "log_prob_per_dim",
+    "bits_per_dim", "check_input", "ensemble_log_prob", "features", "heads", "log_prob", "log_prob_per_dim",
     "models", "orderings", "sample",
 ]
 __version__ = "0.1.0"

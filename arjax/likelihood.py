@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from arjax import heads as heads_lib
 from arjax.models.base import AutoregressiveModel
@@ -43,6 +44,31 @@ def log_prob(model: AutoregressiveModel, x: jax.Array, *,
   """log p(x) in nats, `[B]`."""
   per_dim = log_prob_per_dim(model, x, context=context)
   return per_dim.reshape(per_dim.shape[0], -1).sum(-1)
+
+
+def ensemble_log_prob(model: AutoregressiveModel, x: jax.Array, *,
+                      context: jax.Array | None = None) -> jax.Array:
+  """log of the mixture over the model's N mask draws, log (1/N) Σ_k p(x | draw k): `[B]` nats.
+
+  The average of the N models' probabilities (log-mean-exp of their
+  log-likelihoods), as in MADE's and EoNADE's ensembles — not the likelihood
+  of averaged logits, which is not a normalized model. Equals `log_prob` for
+  models with one ordering. The draws are evaluated one after another
+  (`lax.map`), so memory stays that of one pass.
+  """
+  if model.num_masks == 1:
+    return log_prob(model, x, context=context)
+  check_input(model, x)
+  graphdef, state = nnx.split(model)
+
+  def under_draw(index):
+    draw = nnx.merge(graphdef, state)  # a copy, so the caller's model keeps its draw
+    draw.set_mask(index)
+    params = draw.conditionals(x, context=context)
+    return draw.head.log_prob(params, x).reshape(x.shape[0], -1).sum(-1)  # [B]
+
+  log_probs = jax.lax.map(under_draw, jnp.arange(model.num_masks))  # [N, B]
+  return jax.nn.logsumexp(log_probs, axis=0) - math.log(model.num_masks)
 
 
 def bits_per_dim(model: AutoregressiveModel, x: jax.Array, *,

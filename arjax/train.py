@@ -108,15 +108,18 @@ def _cpu_name() -> str:
 
 
 def _make_train_step(graphdef, rest, tx, data_config):
-  def loss_fn(params, x):
+  def loss_fn(params, x, mask_key):
     model = nnx.merge(graphdef, params, rest)
+    if model.num_masks > 1:  # order-agnostic training: a new draw of the masks every step
+      model.set_mask(jax.random.randint(mask_key, (), 0, model.num_masks))
     return -jnp.mean(likelihood.log_prob(model, x))
 
   @functools.partial(jax.jit, donate_argnums=0)
   def train_step(state, train_data, indices, key):
     key = jax.random.fold_in(key, state["step"])  # resumed runs draw the same numbers
-    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), key)
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x)
+    data_key, mask_key = jax.random.split(key)
+    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), data_key)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, mask_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
@@ -126,11 +129,14 @@ def _make_train_step(graphdef, rest, tx, data_config):
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def _batch_log_prob(graphdef, state, x):
-  return likelihood.log_prob(nnx.merge(graphdef, state), x)
+  return likelihood.ensemble_log_prob(nnx.merge(graphdef, state), x)
 
 
 def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
-  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded)."""
+  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded).
+
+  For models trained over several mask draws this is the ensemble's likelihood.
+  """
   graphdef, state = nnx.split(model)
   num = len(x)
   padded = np.concatenate([x, np.repeat(x[:1], (-num) % batch_size, axis=0)]) if num % batch_size else x

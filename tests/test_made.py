@@ -12,26 +12,17 @@ from flax import nnx
 
 import arjax
 from arjax import heads, models, orderings
-from conftest import random_values
-
-
-def _perturbed(model, scale=0.7):
-  """The model with its parameters pushed away from their initial values."""
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(42), len(leaves))
-  leaves = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
-  return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves), rest)
+from conftest import perturb, random_values
 
 
 log_prob = nnx.jit(arjax.log_prob)
 conditionals = nnx.jit(lambda model, x: model.conditionals(x))
-ensemble_log_prob = nnx.jit(models.made_ensemble_log_prob)
+ensemble_log_prob = nnx.jit(arjax.ensemble_log_prob)
 
 
 def _made(num_dims=6, **kwargs):
   options = dict(hidden_sizes=(8, 8), ordering="random", ordering_seed=1, num_masks=3)
-  return _perturbed(models.MADE((num_dims,), **{**options, **kwargs}, rngs=nnx.Rngs(0)))
+  return perturb(models.MADE((num_dims,), **{**options, **kwargs}, rngs=nnx.Rngs(0)))
 
 
 @pytest.mark.parametrize("num_dims, hidden_sizes", [

@@ -46,7 +46,7 @@ def test_exact_normalization_discrete(family, head, num_dims):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("head", ["mog", "mol"])
 def test_exact_normalization_continuous_2d(family, head):
-  model = make_model(family, head, "reverse", num_dims=2, perturb=0.3)
+  model = make_model(family, head, "reverse", num_dims=2, scale=0.3)
   grid = jnp.linspace(-25.0, 25.0, 1001)
   step = grid[1] - grid[0]
   x = jnp.stack(jnp.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
@@ -64,7 +64,7 @@ def test_sampled_conditionals_equal_teacher_forced(family, head, ordering):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("head", DISCRETE_HEADS)
 def test_sample_frequencies_match_probabilities(family, head):
-  model = make_model(family, head, "random", num_dims=3, perturb=1.5)
+  model = make_model(family, head, "random", num_dims=3, scale=1.5)
   configurations = all_configurations(model.head, 3)
   probs = np.asarray(jnp.exp(arjax.log_prob(model, configurations)), np.float64)
   samples = np.asarray(arjax.sample(model, jax.random.key(7), 20_000))

@@ -2,7 +2,7 @@
 
 from arjax.models.base import AutoregressiveModel, Ordering
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
-from arjax.models.made import MADE, MADEConfig, made_ensemble_log_prob
+from arjax.models.made import MADE, MADEConfig
 from arjax.models.nade import NADE, NADEConfig
 from arjax.models.rnn import RNN, RNNConfig
 

@@ -43,6 +43,10 @@ class AutoregressiveModel(nnx.Module):
   """Base class: stores event shape, head and ordering; subclasses add the network."""
 
   has_cache: bool = False
+  #: Draws of (ordering, connectivity) the model is trained over; order-agnostic
+  #: families set it > 1 and implement `set_mask`. Training picks a draw per step,
+  #: evaluation uses the ensemble (`arjax.ensemble_log_prob`).
+  num_masks: int = 1
 
   def __init__(self, event_shape: tuple[int, ...], head: heads_lib.Head,
                ordering: str | tuple[int, ...] = "raster", ordering_seed: int = 0):
@@ -57,6 +61,11 @@ class AutoregressiveModel(nnx.Module):
 
   def conditionals(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError
+
+  def set_mask(self, index) -> None:
+    """Selects draw `index` of the model's orderings/masks (only draw 0 exists here)."""
+    if not isinstance(index, jax.core.Tracer) and int(index) != 0:
+      raise ValueError(f"{type(self).__name__} has a single ordering; set_mask({index}) is invalid")
 
   def features(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError

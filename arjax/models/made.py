@@ -26,8 +26,8 @@ random ordering; a fixed ordering ("raster", "reverse", a permutation) is kept
 by every draw, which then differ in their hidden degrees only. The state
 `mask_index` picks the draw the network uses, and `model.ordering` is always
 the ordering of that draw, so the generic sampler and likelihood follow it.
-`set_mask(k)` switches draws (k may be traced inside jit);
-`made_ensemble_log_prob` averages the N models' probabilities.
+`set_mask(k)` switches draws (k may be traced inside jit); training picks a
+draw per step and `arjax.ensemble_log_prob` averages the N models' probabilities.
 
 Cache: the first hidden layer's pre-activation, [B, H_1], plus the inputs seen
 so far. `observe` adds x_d W_1[d] on the hidden units that may see position t,
@@ -43,7 +43,6 @@ positions <= m.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -214,32 +213,6 @@ class MADE(base.AutoregressiveModel):
     sees = self._hidden_degrees(self.mask_index[...])[0] >= t  # [H_1]: the units that see position t
     first_layer = first_layer + value[:, None] * (self.hidden_weights[0][dim] * sees)
     return first_layer, inputs.at[:, dim].set(value)
-
-
-def made_ensemble_log_prob(model: MADE, x: jax.Array) -> jax.Array:
-  """log of the mixture over the N mask draws: log (1/N) Σ_k p(x | draw k), `[B]` nats.
-
-  The average of the N models' probabilities (log-mean-exp of their
-  log-likelihoods), as in the paper's ensembles: not the likelihood of
-  averaged logits, which is not a normalized model. Independent of the
-  current `mask_index`.
-
-  Args:
-    model: a MADE.
-    x: `[B, *event_shape]` values in the head's support.
-  """
-  if tuple(np.shape(x))[1:] != model.event_shape:
-    raise ValueError(f"made_ensemble_log_prob: x must have shape [batch, *{model.event_shape}]; "
-                     f"got {tuple(np.shape(x))}")
-  if heads_lib.is_concrete(x):
-    model.head.validate(x)
-
-  def log_prob_under(index):
-    per_dim = model.head.log_prob(model._conditionals_under(x, index), x)  # [B, *event_shape]
-    return per_dim.reshape(x.shape[0], -1).sum(-1)  # [B]
-
-  log_probs = jax.vmap(log_prob_under)(jnp.arange(model.num_masks))  # [N, B]
-  return jax.nn.logsumexp(log_probs, axis=0) - math.log(model.num_masks)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
