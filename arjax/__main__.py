@@ -1,8 +1,15 @@
-"""Command line: `python -m arjax {train,eval,sample} ...`.
+"""Command line: `python -m arjax {train,eval,sample,score,ood,probe,inpaint} ...`.
 
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
   python -m arjax eval DIR [--split test]
   python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png]
+  python -m arjax score DIR DATA [--split test --out OUTDIR]     per-example / per-pixel NLL
+  python -m arjax ood DIR [--ood fashion_mnist --ood noise ... --background DIR2]
+  python -m arjax probe DIR [--max-train 10000]                  linear probe on the features
+  python -m arjax inpaint DIR [--mask top_half --num 8 --seed 0]  clamp observed pixels, sample
+
+DATA (and an --ood name other than noise, flip, rotate90) is a dataset name or an .npz path,
+read with the model's training preprocessing (see arjax.uses.load_data_like).
 
 Local data: set ARJAX_DATA_DIR (or pass data.data_dir=...). Without it, data come from TFDS.
 """
@@ -61,6 +68,134 @@ def _sample(args):
   print(out)
 
 
+def _write_json(path: pathlib.Path, value) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def _trained(args):
+  """(model, config, dataset) with every split of the training data in the model's support."""
+  from arjax import train, uses
+
+  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
+  if config.data.binarize == "dynamic":  # the train split is still 8-bit: binarize it once
+    dataset = uses.load_data_like(config.data, model)
+  return model, config, dataset
+
+
+def _score(args):
+  import imageio.v3 as iio
+  import numpy as np
+
+  from arjax import train, uses
+
+  model, config, _ = train.load_trained_model(args.workdir, which=args.checkpoint)
+  dataset = uses.load_data_like(config.data, model, args.data)
+  x = dataset.splits[args.split]
+  scores = uses.nll_scores(model, x)
+  out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "scores" /
+                     f"{pathlib.Path(args.data).name.removesuffix('.npz')}_{args.split}")
+  out.mkdir(parents=True, exist_ok=True)
+  np.savez(out / "scores.npz", **scores)
+  summary = {"workdir": str(args.workdir), "checkpoint": args.checkpoint, "data": args.data,
+             "split": args.split, **uses.summarize(scores["nll_nats"]),
+             "mean_bits_per_dim": float(np.mean(scores["bits_per_dim"])), "scores": str(out / "scores.npz")}
+  if dataset.image_shape is not None:
+    picture, (low, high) = uses.heatmap_picture(x[:16], scores["per_dim_nll"][:16], dataset.image_shape,
+                                                num_levels=dataset.num_levels)
+    iio.imwrite(out / "heatmaps.png", picture)
+    summary.update(heatmaps=str(out / "heatmaps.png"), heatmap_range_nats=[low, high],
+                   heatmaps_note="each image next to its per-pixel NLL: black = low, pale yellow = high")
+  _write_json(out / "summary.json", summary)
+  print(json.dumps(summary))
+
+
+def _ood(args):
+  import imageio.v3 as iio
+  import numpy as np
+
+  from arjax import train, uses
+
+  model, config, dataset_in = _trained(args)
+  test = dataset_in.splits["test"]
+  names = list(dict.fromkeys(args.ood or uses.OOD_TRANSFORMS))
+  sets = {name: uses.ood_inputs(name, test, model=model, data_config=config.data,
+                                image_shape=dataset_in.image_shape, seed=args.seed) for name in names}
+  background = None
+  if args.background is not None:
+    background, _, _ = train.load_trained_model(args.background, which=args.checkpoint)
+    if background.event_shape != model.event_shape:
+      raise ValueError(f"The background model takes {background.event_shape}; the model {model.event_shape}")
+
+  def scores_of(x):
+    nll = uses.nll_scores(model, x)["nll_nats"]
+    ratio = None if background is None else nll - uses.nll_scores(background, x)["nll_nats"]
+    return nll, ratio
+
+  nll_in, ratio_in = scores_of(test)
+  table = {}
+  nll_out = {}
+  for name, x in sets.items():
+    nll_out[name], ratio_out = scores_of(x)
+    table[name] = {"count": len(x), "mean_nll_nats": float(np.mean(nll_out[name])),
+                   "nll": uses.ood_metrics(nll_in, nll_out[name])}
+    if background is not None:
+      table[name]["likelihood_ratio"] = uses.ood_metrics(ratio_in, ratio_out)
+  out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "ood")
+  out.mkdir(parents=True, exist_ok=True)
+  picture, legend = uses.histogram_picture(nll_in, nll_out)
+  iio.imwrite(out / "histogram.png", picture)
+  result = {
+      "workdir": str(args.workdir), "checkpoint": args.checkpoint,
+      "background": str(args.background) if args.background else None,
+      "in_distribution": {"data": config.data.name, "split": "test", "count": len(test),
+                          "mean_nll_nats": float(np.mean(nll_in))},
+      "ood": table,
+      "note": "score = NLL (higher = more anomalous), OOD is the positive class"
+              + ("; likelihood_ratio: NLL_model − NLL_background (Ren et al. 2019)" if background else ""),
+      "histogram": {"file": str(out / "histogram.png"), "panels": legend,
+                    "colors": {"in_distribution": "blue", "ood": "orange"}},
+  }
+  _write_json(out / "ood.json", result)
+  print(json.dumps(result))
+
+
+def _probe(args):
+  from arjax import uses
+
+  model, config, dataset = _trained(args)
+  result = uses.linear_probe(model, dataset, dataset_name=config.data.name, max_train=args.max_train)
+  print(json.dumps({"workdir": str(args.workdir), "checkpoint": args.checkpoint, "data": config.data.name,
+                    **result}))
+
+
+def _inpaint(args):
+  import imageio.v3 as iio
+  import jax
+
+  from arjax import uses
+
+  model, config, dataset = _trained(args)
+  if dataset.image_shape is None:
+    raise ValueError(f"inpaint needs image data; {config.data.name!r} has examples of shape "
+                     f"{dataset.event_shape}")
+  x = dataset.splits["test"][:args.num]
+  observed = uses.observed_mask(args.mask, dataset.image_shape, len(x), seed=args.seed)
+  completions = uses.inpaint(model, jax.random.key(args.seed), x, observed, num_completions=args.completions)
+  out = pathlib.Path(args.out or pathlib.Path(args.workdir) / f"inpaint_{args.mask}_seed{args.seed}.png")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  iio.imwrite(out, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
+                                           num_levels=dataset.num_levels))
+  exact = uses.is_prefix(observed, model.ordering[...])
+  print(json.dumps({
+      "png": str(out), "mask": args.mask, "num": len(x), "completions": args.completions,
+      "rows": "observed pixels (rest grey) / completions / original", "exact_conditioning": exact,
+      "note": "Clamping is exact conditioning only when the observed pixels are a prefix of the "
+              "model's ordering (top_half with raster order)" + ("." if exact else
+              "; here they are not, so pixels before an observed one in the ordering were drawn "
+              "without seeing it and the completions are approximate.")}))
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m arjax", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +221,39 @@ def main(argv=None):
       sub.add_argument("--temperature", type=float, default=1.0)
       sub.add_argument("--seed", type=int, default=0)
       sub.add_argument("--out", default=None)
+
+  def use_parser(name, run, help_text):
+    sub = commands.add_parser(name, help=help_text)
+    sub.add_argument("workdir", type=pathlib.Path)
+    sub.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    sub.set_defaults(run=run)
+    return sub
+
+  score = use_parser("score", _score, "per-example and per-pixel NLL of a dataset, heat maps")
+  score.add_argument("data", help="dataset name (e.g. fashion_mnist) or .npz path")
+  score.add_argument("--split", choices=("train", "valid", "test"), default="test")
+  score.add_argument("--out", default=None, help="folder (default WORKDIR/scores/DATA_SPLIT)")
+
+  ood = use_parser("ood", _ood, "OOD detection metrics of the NLL (and likelihood ratio)")
+  ood.add_argument("--ood", action="append", default=None, metavar="SET",
+                   help="noise, flip, rotate90, or a dataset name / .npz path; repeat for several "
+                        "(default: noise, flip, rotate90)")
+  ood.add_argument("--background", type=pathlib.Path, default=None,
+                   help="workdir of a background model (e.g. a small model, or one trained on perturbed "
+                        "data): also score by NLL_model − NLL_background (Ren et al. 2019)")
+  ood.add_argument("--seed", type=int, default=0, help="seed of the noise set")
+  ood.add_argument("--out", default=None, help="folder (default WORKDIR/ood)")
+
+  probe = use_parser("probe", _probe, "linear probe on the model's features vs raw pixels")
+  probe.add_argument("--max-train", type=int, default=10_000, help="training examples the probe fits on")
+
+  inpaint = use_parser("inpaint", _inpaint, "complete test images from their observed pixels")
+  inpaint.add_argument("--mask", choices=("top_half", "bottom_half", "left_half", "random"),
+                       default="top_half", help="the observed (clamped) pixels; the rest are sampled")
+  inpaint.add_argument("--num", type=int, default=8, help="test images")
+  inpaint.add_argument("--completions", type=int, default=4, help="completions per image")
+  inpaint.add_argument("--seed", type=int, default=0)
+  inpaint.add_argument("--out", default=None, help="PNG (default WORKDIR/inpaint_MASK_seedSEED.png)")
 
   # Overrides may come before or after --workdir, so collect the leftovers ourselves.
   args, extra = parser.parse_known_args(argv)

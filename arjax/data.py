@@ -16,9 +16,19 @@ Sources, chosen by `DataConfig.source`:
      so an offline machine fails in seconds instead of retrying for minutes.
   "auto": "local" when a data directory is set, else "tfds".
 
+  "toy:NAME": a 2-D toy density from `arjax.toy` (two_moons, rings, checkerboard),
+     generated with fixed seeds: 10,000 / 2,000 / 2,000 examples.
+
 Sets without a validation split (IDX, TFDS mnist) use the last 10,000 training
 examples as validation, the classic 50k/10k/10k MNIST split (a sixth of the
 training set when it has fewer than 20,000 examples).
+
+Continuous MNIST as in MAF (Papamakarios et al. 2017): `dequantize="logit"`
+turns 8-bit pixels x into reals y = logit(λ + (1 − 2λ)·(x + u)/256), u ~ U[0, 1).
+Training batches draw fresh u every step (`prepare_batch`); validation and test
+are dequantized once, with a fixed seed, at load time.
+`logit_space_to_pixel_bits_per_dim` converts a logit-space log-density into
+bits/pixel of the 8-bit data.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ import struct
 from typing import Literal
 
 import numpy as np
+
+from arjax import toy
 
 DATA_DIR_ENV = "ARJAX_DATA_DIR"
 SPLITS = ("train", "valid", "test")
@@ -48,7 +60,9 @@ class DataConfig:
   source: Literal["auto", "local", "tfds"] = "auto"  # where to read it (see module docstring)
   data_dir: str | None = None  # folder of local files; default $ARJAX_DATA_DIR
   binarize: Literal["none", "static", "dynamic"] = "none"  # for 0..255 data: x/255 → {0,1}
-  binarize_seed: int = 0  # seed of static binarization (and of valid/test under dynamic)
+  binarize_seed: int = 0  # seed of static binarization; of valid/test under dynamic or dequantize
+  dequantize: Literal["none", "logit"] = "none"  # "logit": for 0..255 data, MAF's uniform noise + logit
+  logit_lambda: float = 1e-6  # λ in logit(λ + (1 − 2λ)·(x + u)/256): keeps the logit finite at 0 and 255
   max_train_examples: int | None = None  # keep only the first N training examples (smoke runs)
   max_eval_examples: int | None = None  # keep only the first N valid/test examples (smoke runs)
 
@@ -227,11 +241,66 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
   return (rng.random(images.shape) < images / 255.0).astype(np.uint8)
 
 
+def logit_dequantize(x, noise, *, logit_lambda: float, xp=np):
+  """y = logit(λ + (1 − 2λ)·(x + noise)/256) for 8-bit `x` and `noise` in [0, 1); same shape.
+
+  `xp` is the array module (numpy at load time, jax.numpy in the train step).
+  Both u and 1 − u are formed directly from the pixel value rather than 1 − u
+  from u, because near 255 float32 would lose most digits of 1 − u ≈ λ.
+  """
+  scale = (1.0 - 2.0 * logit_lambda) / 256.0
+  unit = logit_lambda + scale * (x + noise)  # u in [λ, 1 − λ)
+  one_minus_unit = logit_lambda + scale * ((256.0 - x) - noise)  # 1 − u
+  return xp.log(unit) - xp.log(one_minus_unit)
+
+
+def logit_space_to_pixel_bits_per_dim(log_prob_logit, y, *, logit_lambda: float) -> np.ndarray:
+  """Bits/pixel of 8-bit data from a log-density in logit space: `[B]`, `[B, D]` -> `[B]`.
+
+  With p = (x + U)/256 ∈ [0, 1)^D the dequantized pixels, u = λ + (1 − 2λ)·p
+  and y = logit(u), the change of variables gives the density of p:
+
+      log p_p(p) = log p_y(y) + Σ_d log |dy_d/dp_d|,
+      dy/dp = (1 − 2λ) / (u (1 − u)),  log(u (1 − u)) = −softplus(−y) − softplus(y).
+
+  Each 8-bit value x owns a bin of width 1/256 in p, so by Jensen's inequality
+  log P(x) = log ∫_bin p_p ≥ E_U[log p_p(p)] − D·log 256, and
+
+      bits/pixel = −log₂ p_p(p) / D + 8
+
+  is an upper bound on the discrete model's bits/pixel (Theis, van den Oord &
+  Bethge 2016; Dinh, Sohl-Dickstein & Bengio 2017 (Real NVP) §4.1 convert
+  logit-space MNIST/CIFAR likelihoods the same way). Host-side numpy in
+  float64: it is an evaluation metric, not part of a jitted step.
+
+  Args:
+    log_prob_logit: `[B]` log p_y(y) in nats (what the model reports).
+    y: `[B, D]` the logit-space data it was evaluated on.
+    logit_lambda: the λ of the transform (`DataConfig.logit_lambda`).
+  """
+  log_prob_logit = np.asarray(log_prob_logit, np.float64)
+  y = np.asarray(y, np.float64)
+  if y.ndim != 2 or log_prob_logit.shape != y.shape[:1]:
+    raise ValueError(f"log_prob_logit must be [B] and y [B, D]; got {log_prob_logit.shape} and {y.shape}")
+  num_dims = y.shape[1]
+  log_abs_det = (num_dims * np.log1p(-2.0 * logit_lambda)
+                 + np.sum(np.logaddexp(0.0, -y) + np.logaddexp(0.0, y), axis=1))  # [B]
+  return -(log_prob_logit + log_abs_det) / (num_dims * np.log(2.0)) + 8.0
+
+
 def prepare_batch(config: DataConfig, x, key):
-  """Per-step transform of a training batch on the device (dynamic binarization)."""
+  """Per-step transform of a training batch on the device: dynamic binarization or dequantization.
+
+  Both draw new numbers from `key`, which the train step folds with the step
+  number, so every step sees fresh noise.
+  """
   import jax
+  import jax.numpy as jnp
   if config.binarize == "dynamic":
     return jax.random.bernoulli(key, x / 255.0).astype(x.dtype)
+  if config.dequantize == "logit":
+    noise = jax.random.uniform(key, x.shape)  # [B, D] in [0, 1)
+    return logit_dequantize(x.astype(jnp.float32), noise, logit_lambda=config.logit_lambda, xp=jnp)
   return x
 
 
@@ -248,7 +317,9 @@ def load_dataset(config: DataConfig) -> Dataset:
   source = config.source
   if source == "auto":
     source = "local" if (data_dir or config.name.endswith(".npz")) else "tfds"
-  if source == "local":
+  if config.name.startswith(toy.PREFIX):
+    splits, labels = toy.load_splits(config.name.removeprefix(toy.PREFIX))
+  elif source == "local":
     splits, labels = _load_local(config.name, data_dir)
   elif source == "tfds":
     splits, labels = _load_tfds(config.name, data_dir)
@@ -286,6 +357,23 @@ def load_dataset(config: DataConfig) -> Dataset:
     num_levels = 2 if config.binarize == "static" else num_levels
   else:
     splits = {s: a.astype(np.uint8) if num_levels else a.astype(np.float32) for s, a in splits.items()}
+
+  if config.dequantize == "logit":
+    if config.binarize != "none":
+      raise ValueError("dequantize='logit' and binarize are alternatives; set one of them to 'none'.")
+    if num_levels != 256:
+      raise ValueError(f"dequantize='logit' needs 8-bit data (0..255); {config.name!r} has "
+                       f"{'binary' if num_levels == 2 else 'real'} values. Use dequantize='none'.")
+    if not 0.0 < config.logit_lambda < 0.5:
+      raise ValueError(f"logit_lambda must lie in (0, 0.5); got {config.logit_lambda}")
+    for i, split in enumerate(SPLITS):
+      if split != "train":  # the training split stays 8-bit: `prepare_batch` adds new noise each step
+        noise = np.random.default_rng(config.binarize_seed + i).random(splits[split].shape)
+        splits[split] = logit_dequantize(splits[split].astype(np.float64), noise,
+                                         logit_lambda=config.logit_lambda).astype(np.float32)
+    num_levels = None
+  elif config.dequantize != "none":
+    raise ValueError(f"DataConfig.dequantize must be 'none' or 'logit'; got {config.dequantize!r}")
 
   event_shape = (int(np.prod(example_shape)),)
   return Dataset(splits=splits, labels=labels, event_shape=event_shape,

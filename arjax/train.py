@@ -343,6 +343,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       "git_commit": _git_commit(),
       "config": config_lib.to_dict(config),
   }
+  if config.data.dequantize == "logit":  # the NLL above is in logit space; this is per 8-bit pixel
+    results["test_bits_per_pixel_8bit"] = float(np.mean(data_lib.logit_space_to_pixel_bits_per_dim(
+        test_log_prob, dataset.splits["test"], logit_lambda=config.data.logit_lambda)))
   _write_json(workdir / "results.json", results)
   _save_samples(model, dataset, workdir / "samples" / "best.png", sample_key, train_config.num_samples)
   print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "

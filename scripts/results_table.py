@@ -21,6 +21,8 @@ def main():
   print("|---|---|---|---|---|---|---|---|---|")
   for path in sorted(RESULTS.glob("*.json")):
     r = json.loads(path.read_text())
+    if "experiment" not in r:  # other figures (e.g. toy_densities.json), not a training run
+      continue
     name = r["experiment"].split(":")[0]
     command = f"`python -m arjax train {r['experiment']} --workdir runs/{path.stem} {' '.join(r['overrides'])}`".replace(" `", "`")
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {r['test_nll_nats']:.2f} ± {r['test_nll_stderr']:.2f} "
