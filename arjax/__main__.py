@@ -68,11 +68,6 @@ def _sample(args):
   print(out)
 
 
-def _write_json(path: pathlib.Path, value) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(value, indent=2) + "\n")
-
-
 def _trained(args):
   """(model, config, dataset) with every split of the training data in the model's support."""
   from arjax import train, uses
@@ -106,7 +101,7 @@ def _score(args):
     iio.imwrite(out / "heatmaps.png", picture)
     summary.update(heatmaps=str(out / "heatmaps.png"), heatmap_range_nats=[low, high],
                    heatmaps_note="each image next to its per-pixel NLL: black = low, pale yellow = high")
-  _write_json(out / "summary.json", summary)
+  train.write_json(out / "summary.json", summary)
   print(json.dumps(summary))
 
 
@@ -156,7 +151,7 @@ def _ood(args):
       "histogram": {"file": str(out / "histogram.png"), "panels": legend,
                     "colors": {"in_distribution": "blue", "ood": "orange"}},
   }
-  _write_json(out / "ood.json", result)
+  train.write_json(out / "ood.json", result)
   print(json.dumps(result))
 
 

@@ -197,8 +197,9 @@ def _resumable_view(config_dict: dict) -> dict:
   return {**config_dict, "train": train}
 
 
-def _write_json(path: pathlib.Path, value) -> None:
-  """Writes atomically, so an interrupted run never leaves a half-written file."""
+def write_json(path: pathlib.Path, value) -> None:
+  """Writes `value` as JSON atomically, so an interrupted run never leaves a half-written file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(path.suffix + ".tmp")
   tmp.write_text(json.dumps(value, indent=2) + "\n")
   tmp.replace(path)
@@ -242,10 +243,12 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   config_path = workdir / "config.json"
   if config_path.exists():
     previous = json.loads(config_path.read_text())
-    if _resumable_view(previous["config"]) != _resumable_view(saved_config["config"]):
+    # Round-trip through the classes so fields added since that run compare at their defaults.
+    previous_config = config_lib.to_dict(config_lib.from_dict(previous["config"]))
+    if _resumable_view(previous_config) != _resumable_view(saved_config["config"]):
       raise ValueError(f"{workdir} holds a run of a different config; use a new --workdir "
                        "(or delete the old one) instead of mixing two experiments")
-  _write_json(config_path, saved_config)
+  write_json(config_path, saved_config)
 
   latest, best = _manager(workdir, "latest"), _manager(workdir, "best")
   loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
@@ -346,7 +349,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   if config.data.dequantize == "logit":  # the NLL above is in logit space; this is per 8-bit pixel
     results["test_bits_per_pixel_8bit"] = float(np.mean(data_lib.logit_space_to_pixel_bits_per_dim(
         test_log_prob, dataset.splits["test"], logit_lambda=config.data.logit_lambda)))
-  _write_json(workdir / "results.json", results)
+  write_json(workdir / "results.json", results)
   _save_samples(model, dataset, workdir / "samples" / "best.png", sample_key, train_config.num_samples)
   print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "
         f"{best_meta['epoch']}; results in {workdir / 'results.json'}", flush=True)
