@@ -17,8 +17,8 @@ PUBLISHED = {
 
 
 def main():
-  print("| experiment | test NLL (nats) | bits/dim | paper | best epoch / run | train time | wall time | machine | command |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("| experiment | test NLL (nats) | bits/dim | paper | best epoch / run | training time | machine | command |")
+  print("|---|---|---|---|---|---|---|---|")
   for path in sorted(RESULTS.glob("*.json")):
     r = json.loads(path.read_text())
     if "experiment" not in r:  # other figures (e.g. toy_densities.json), not a training run
@@ -27,7 +27,7 @@ def main():
     command = f"`python -m arjax train {r['experiment']} --workdir runs/{path.stem} {' '.join(r['overrides'])}`".replace(" `", "`")
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {r['test_nll_nats']:.2f} ± {r['test_nll_stderr']:.2f} "
           f"| {r['test_bits_per_dim']:.4f} | {PUBLISHED.get(name, '—')} | {r['best_epoch']} / {r['epochs_run']} "
-          f"| {r['train_seconds'] / 60:.0f} min | {r['wall_time_s'] / 60:.0f} min | {r['device']} | {command} |")
+          f"| {r['train_seconds'] / 60:.0f} min | {r['device']} | {command} |")
 
 
 if __name__ == "__main__":
