@@ -148,6 +148,19 @@ def load_experiment(spec: str) -> tuple[str, Config]:
   return spec, config
 
 
+def smoke(config: Config, *, model=None, num_epochs: int = 2) -> Config:
+  """The "smoke" variant every experiment offers: the same experiment shrunk to seconds on a CPU.
+
+  500 training and 200 evaluation examples, batch 50, `num_epochs` epochs, and
+  `model` (a smaller config of the same family) when given.
+  """
+  return dataclasses.replace(
+      config,
+      data=dataclasses.replace(config.data, max_train_examples=500, max_eval_examples=200),
+      model=config.model if model is None else model,
+      train=TrainConfig(batch_size=50, num_epochs=num_epochs, eval_batch_size=200, num_samples=16))
+
+
 def unknown_variant(variant: str, known: tuple[str, ...]):
   """For experiment files: the error for a variant they do not define."""
   return ValueError(f"Unknown variant {variant!r}; this experiment defines {list(known)}")

@@ -6,9 +6,7 @@ Expected: test NLL ≤ 97.45 nats (the published FVSBN figure, Larochelle & Murr
 Variants: "smoke".
 """
 
-import dataclasses
-
-from arjax.config import Config, OptimConfig, TrainConfig, unknown_variant
+from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
 from arjax.data import DataConfig
 from arjax.models import FVSBNConfig
 
@@ -23,9 +21,5 @@ def get_config(variant: str = "") -> Config:
   if variant == "":
     return config
   if variant == "smoke":
-    return dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, max_train_examples=500, max_eval_examples=200),
-        train=TrainConfig(batch_size=50, num_epochs=2, eval_batch_size=200, num_samples=16),
-    )
+    return smoke(config)
   raise unknown_variant(variant, ("", "smoke"))

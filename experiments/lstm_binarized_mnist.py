@@ -9,9 +9,7 @@ exploding gradient of a 784-step recurrence. Model chosen on validation NLL.
 Variants: "smoke" (LSTM-16, a few hundred examples; seconds on CPU).
 """
 
-import dataclasses
-
-from arjax.config import Config, OptimConfig, TrainConfig, unknown_variant
+from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
 from arjax.data import DataConfig
 from arjax.models import RNNConfig
 
@@ -27,10 +25,5 @@ def get_config(variant: str = "") -> Config:
   if variant == "":
     return config
   if variant == "smoke":
-    return dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, max_train_examples=500, max_eval_examples=200),
-        model=RNNConfig(cell="lstm", num_hidden=16),
-        train=TrainConfig(batch_size=50, num_epochs=2, eval_batch_size=200, num_samples=16),
-    )
+    return smoke(config, model=RNNConfig(cell="lstm", num_hidden=16))
   raise unknown_variant(variant, ("", "smoke"))

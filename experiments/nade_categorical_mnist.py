@@ -16,7 +16,7 @@ Variants: "smoke" (8 hidden units, 300 training examples, 1 epoch; seconds on CP
 
 import dataclasses
 
-from arjax.config import Config, OptimConfig, TrainConfig, unknown_variant
+from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
 from arjax.data import DataConfig
 from arjax.heads import Categorical
 from arjax.models import NADEConfig
@@ -32,10 +32,5 @@ def get_config(variant: str = "") -> Config:
   if variant == "":
     return config
   if variant == "smoke":
-    return dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, max_train_examples=300, max_eval_examples=100),
-        model=dataclasses.replace(config.model, num_hidden=8),
-        train=TrainConfig(batch_size=50, num_epochs=1, eval_batch_size=100, num_samples=4),
-    )
+    return smoke(config, model=dataclasses.replace(config.model, num_hidden=8), num_epochs=1)
   raise unknown_variant(variant, ("", "smoke"))

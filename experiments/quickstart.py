@@ -8,9 +8,7 @@ NADE-500 needs the full `nade_binarized_mnist` run to reach ≤ 88.3).
 Variants: "smoke".
 """
 
-import dataclasses
-
-from arjax.config import Config, OptimConfig, TrainConfig, unknown_variant
+from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
 from arjax.data import DataConfig
 from arjax.models import NADEConfig
 
@@ -25,7 +23,5 @@ def get_config(variant: str = "") -> Config:
   if variant == "":
     return config
   if variant == "smoke":
-    return dataclasses.replace(
-        config, data=dataclasses.replace(config.data, max_train_examples=500, max_eval_examples=200),
-        train=TrainConfig(batch_size=50, num_epochs=1, eval_batch_size=200, num_samples=16))
+    return smoke(config, num_epochs=1)
   raise unknown_variant(variant, ("", "smoke"))
