@@ -79,3 +79,20 @@ def bits_per_dim(model: AutoregressiveModel, x: jax.Array, *,
 
 def nats_to_bits_per_dim(nll_nats, num_dims: int):
   return nll_nats / (num_dims * math.log(2.0))
+
+
+def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size: int):
+  """`batch_fn(graphdef, state, x_batch)` over `x [N, ...]` in fixed-size batches.
+
+  The last batch is padded so that one compilation of a jitted `batch_fn`
+  serves them all; outputs (any pytree of `[batch, ...]` arrays) are
+  concatenated along the first axis and cut back to N.
+  """
+  graphdef, state = nnx.split(model)
+  num = len(x)
+  batch_size = max(1, min(batch_size, num))
+  padding = (-num) % batch_size
+  padded = np.concatenate([x, np.repeat(x[:1], padding, axis=0)]) if padding else x
+  outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]))
+             for i in range(0, len(padded), batch_size)]
+  return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:num], *outputs)

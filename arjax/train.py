@@ -137,12 +137,7 @@ def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndar
 
   For models trained over several mask draws this is the ensemble's likelihood.
   """
-  graphdef, state = nnx.split(model)
-  num = len(x)
-  padded = np.concatenate([x, np.repeat(x[:1], (-num) % batch_size, axis=0)]) if num % batch_size else x
-  values = [_batch_log_prob(graphdef, state, jnp.asarray(padded[i:i + batch_size]))
-            for i in range(0, len(padded), batch_size)]
-  return np.concatenate([np.asarray(v) for v in values])[:num]
+  return likelihood.map_batches(_batch_log_prob, model, x, batch_size)
 
 
 # ----------------------------------------------------------- checkpoints ---

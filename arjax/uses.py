@@ -62,19 +62,6 @@ def load_data_like(data_config: data_lib.DataConfig, model, name: str | None = N
   return dataset
 
 
-def _in_batches(batch_fn, model, x: np.ndarray, batch_size: int):
-  """`batch_fn(graphdef, state, x_batch)` over `x [N, ...]` in fixed-size batches (the last one
-  padded, so one compilation serves all); outputs concatenated along the first axis."""
-  graphdef, state = nnx.split(model)
-  num = len(x)
-  batch_size = max(1, min(batch_size, num))
-  padding = (-num) % batch_size
-  padded = np.concatenate([x, np.repeat(x[:1], padding, axis=0)]) if padding else x
-  outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]))
-             for i in range(0, len(padded), batch_size)]
-  return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:num], *outputs)
-
-
 # --------------------------------------------------------------- scoring ---
 
 
@@ -97,7 +84,7 @@ def nll_scores(model, x: np.ndarray, *, batch_size: int = 1000) -> dict[str, np.
       its rows sum to nll_nats for single-ordering models.
   """
   likelihood.check_input(model, x)
-  nll, per_dim = _in_batches(_nll_batch, model, np.asarray(x), batch_size)
+  nll, per_dim = likelihood.map_batches(_nll_batch, model, np.asarray(x), batch_size)
   return {"nll_nats": nll, "bits_per_dim": likelihood.nats_to_bits_per_dim(nll, model.num_dims),
           "per_dim_nll": per_dim}
 
@@ -291,7 +278,7 @@ def _features_batch(graphdef, state, x):
 def extract_features(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
   """`arjax.features(model, x)` `[N, F]` for `x [N, *event_shape]`, in jitted batches."""
   likelihood.check_input(model, x)
-  return _in_batches(_features_batch, model, np.asarray(x), batch_size)
+  return likelihood.map_batches(_features_batch, model, np.asarray(x), batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "num_steps"))
