@@ -1,8 +1,9 @@
-"""Command line: `python -m arjax {train,eval,sample,score,ood,probe,inpaint} ...`.
+"""Command line: `python -m arjax {train,eval,sample,curves,score,ood,probe,inpaint} ...`.
 
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
   python -m arjax eval DIR [--split test]
   python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png]
+  python -m arjax curves DIR [--out FILE.png]                    train/valid NLL per epoch as a PNG
   python -m arjax score DIR DATA [--split test --out OUTDIR]     per-example / per-pixel NLL
   python -m arjax ood DIR [--ood fashion_mnist --ood noise ... --background DIR2]
   python -m arjax probe DIR [--max-train 10000]                  linear probe on the features
@@ -66,6 +67,12 @@ def _sample(args):
   else:
     images.save_grid(out, samples, dataset.image_shape, num_levels=dataset.num_levels)
   print(out)
+
+
+def _curves(args):
+  from arjax import plots
+
+  print(plots.save_training_curves(args.workdir, args.out))
 
 
 def _trained(args):
@@ -216,6 +223,11 @@ def main(argv=None):
       sub.add_argument("--temperature", type=float, default=1.0)
       sub.add_argument("--seed", type=int, default=0)
       sub.add_argument("--out", default=None)
+
+  curves = commands.add_parser("curves", help="PNG of train and valid NLL per epoch (from metrics.jsonl)")
+  curves.add_argument("workdir", type=pathlib.Path)
+  curves.add_argument("--out", default=None, help="PNG (default WORKDIR/training_curves.png)")
+  curves.set_defaults(run=_curves)
 
   def use_parser(name, run, help_text):
     sub = commands.add_parser(name, help=help_text)

@@ -43,6 +43,7 @@ class TrainConfig:
   seed: int = 0  # parameters, shuffling and per-step randomness all derive from it
   num_samples: int = 64  # samples drawn into the per-epoch PNG grid
   log_every: int = 50  # steps between progress-bar updates and NaN checks
+  max_train_minutes: float | None = None  # wall-clock budget of one invocation: stop after the epoch that passes it, then test
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
 import platform
 import subprocess
@@ -79,6 +80,8 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
 
 
 def _git_commit() -> str | None:
+  if os.environ.get("ARJAX_GIT_COMMIT"):  # set by scripts that run a copy of the tree without .git
+    return os.environ["ARJAX_GIT_COMMIT"]
   try:
     return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                           cwd=pathlib.Path(__file__).parent, timeout=5).stdout.strip()
@@ -97,7 +100,6 @@ def _cpu_name() -> str:
   try:
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
       if line.startswith("model name"):
-        import os
         return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
   except OSError:
     pass
@@ -107,12 +109,20 @@ def _cpu_name() -> str:
 # ---------------------------------------------------------- jitted steps ---
 
 
+def training_nll(model, x, key):
+  """What training minimizes, per example `[B]`: the exact NLL, under a new draw of the
+  masks every step for models trained over several, or the family's own estimate
+  (`training_objective`, e.g. deep order-agnostic NADE's)."""
+  if model.has_training_objective:
+    return model.training_objective(x, key)
+  if model.num_masks > 1:  # order/connectivity-agnostic training (MADE)
+    model.set_mask(jax.random.randint(key, (), 0, model.num_masks))
+  return -likelihood.log_prob(model, x)
+
+
 def _make_train_step(graphdef, rest, tx, data_config):
   def loss_fn(params, x, mask_key):
-    model = nnx.merge(graphdef, params, rest)
-    if model.num_masks > 1:  # order-agnostic training: a new draw of the masks every step
-      model.set_mask(jax.random.randint(mask_key, (), 0, model.num_masks))
-    return -jnp.mean(likelihood.log_prob(model, x))
+    return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key))
 
   @functools.partial(jax.jit, donate_argnums=0)
   def train_step(state, train_data, indices, key):
@@ -132,12 +142,37 @@ def _batch_log_prob(graphdef, state, x):
   return likelihood.ensemble_log_prob(nnx.merge(graphdef, state), x)
 
 
-def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _batch_log_prob_current_mask(graphdef, state, x):
+  return likelihood.log_prob(nnx.merge(graphdef, state), x)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _batch_objective(graphdef, state, x):
+  return -nnx.merge(graphdef, state).training_objective(x, jax.random.key(0))
+
+
+def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000, ensemble: bool = True) -> np.ndarray:
   """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded).
 
-  For models trained over several mask draws this is the ensemble's likelihood.
+  For models with several mask draws (orderings) this is the ensemble's
+  likelihood, or with `ensemble=False` that of the current draw alone. Matrix
+  products run in full float32 (`highest` precision), also on GPUs whose
+  default is TF32, so reported likelihoods do not depend on the card.
   """
-  return likelihood.map_batches(_batch_log_prob, model, x, batch_size)
+  with jax.default_matmul_precision("highest"):
+    return likelihood.map_batches(_batch_log_prob if ensemble else _batch_log_prob_current_mask,
+                                  model, x, batch_size)
+
+
+def validation_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+  """What early stopping watches, `[N]`: `dataset_log_prob`, or for a family with its own
+  training objective minus that estimate under a fixed key (the exact likelihood of such a
+  model can cost D passes, too many to run every epoch)."""
+  if not model.has_training_objective:
+    return dataset_log_prob(model, x, batch_size=batch_size)
+  with jax.default_matmul_precision("highest"):
+    return likelihood.map_batches(_batch_objective, model, x, batch_size)
 
 
 # ----------------------------------------------------------- checkpoints ---
@@ -184,7 +219,7 @@ def load_trained_model(workdir, *, which: str = "best"):
 
 
 # Fields a resumed run may change: how long to train, not what is trained.
-_RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples")
+_RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "max_train_minutes")
 
 
 def _resumable_view(config_dict: dict) -> dict:
@@ -259,7 +294,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   metrics_file = open(workdir / "metrics.jsonl", "a")
   from tensorboardX import SummaryWriter
   writer = SummaryWriter(str(workdir / "tb"))
-  stopped_early = False
+  stopped_early = stopped_for_time = False
   try:
     for epoch in range(loop["epoch"] + 1, train_config.num_epochs + 1):
       epoch_start = time.time()
@@ -284,8 +319,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       loop["train_seconds"] += time.time() - epoch_start
 
       model = nnx.merge(graphdef, state["params"], rest)
-      valid_nll = -float(np.mean(dataset_log_prob(model, dataset.splits["valid"],
-                                                  batch_size=train_config.eval_batch_size)))
+      valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"],
+                                                     batch_size=train_config.eval_batch_size)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
                                  f"the checkpoint of epoch {loop['epoch']} is kept.")
@@ -314,6 +349,11 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
         stopped_early = True
         print(f"Early stopping: no better validation NLL for {train_config.patience} epochs", flush=True)
         break
+      if (train_config.max_train_minutes is not None
+          and time.time() - start_time > 60 * train_config.max_train_minutes):
+        stopped_for_time = True
+        print(f"Stopping: the time budget of {train_config.max_train_minutes} min is spent", flush=True)
+        break
   finally:
     metrics_file.close()
     writer.close()
@@ -322,6 +362,13 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   model = nnx.merge(graphdef, restored["params"], rest)
   test_log_prob = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size)
   test_nll = -float(np.mean(test_log_prob))
+  extra = {}
+  if model.num_masks > 1:  # the ensemble above; one draw of the masks (ordering) alone:
+    single = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size,
+                              ensemble=False)
+    extra["test_nll_single_mask_nats"] = -float(np.mean(single))
+  if model.has_training_objective:
+    extra["valid_metric"] = "training objective (an upper bound estimate), fixed key"
   results = {
       "experiment": experiment,
       "overrides": list(overrides),
@@ -332,6 +379,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       "best_epoch": best_meta["epoch"],
       "epochs_run": loop["epoch"],
       "stopped_early": stopped_early,
+      "stopped_for_time": stopped_for_time,
+      **extra,
       "num_params": int(num_params),
       "num_test_examples": len(test_log_prob),
       "train_seconds": loop["train_seconds"],

@@ -25,6 +25,9 @@ FAMILIES = {
     "made": lambda event_shape, head, ordering: models.MADE(
         event_shape, head=head, ordering=ordering, ordering_seed=3, hidden_sizes=(8, 8),
         activation="tanh", rngs=nnx.Rngs(0)),
+    "deep_nade": lambda event_shape, head, ordering: models.DeepNADE(
+        event_shape, head=head, ordering=ordering, ordering_seed=3, hidden_sizes=(8, 8),
+        activation="tanh", positions_per_pass=4, rngs=nnx.Rngs(0)),
 }
 
 HEADS = {

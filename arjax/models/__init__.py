@@ -1,6 +1,7 @@
 """Model families. Each file holds one family's math, its module and its config."""
 
 from arjax.models.base import AutoregressiveModel, Ordering
+from arjax.models.deep_nade import DeepNADE, DeepNADEConfig
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
 from arjax.models.made import MADE, MADEConfig
 from arjax.models.nade import NADE, NADEConfig
@@ -8,6 +9,7 @@ from arjax.models.rnn import RNN, RNNConfig
 
 #: Model configs by family name (used by the command line and config overrides).
 MODEL_CONFIGS = {
+    "deep_nade": DeepNADEConfig,
     "fvsbn": FVSBNConfig,
     "made": MADEConfig,
     "nade": NADEConfig,

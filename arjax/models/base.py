@@ -18,6 +18,16 @@ Optional, for O(1)-per-dimension sampling (`has_cache = True`):
   observe(cache, t, value [B]) -> cache
       Feeds the value drawn (or clamped) at position t.
 
+Optional, for families trained on something other than the exact NLL
+(`has_training_objective = True`, e.g. deep order-agnostic NADE):
+  training_objective(x, key) -> [B] an estimate of −log p(x) that training
+      minimizes (and validation reports while training).
+
+Order-agnostic families (`order_agnostic = True`) model every ordering with
+one set of weights and take any permutation through `set_ordering`, which
+makes exact conditionals for any observed set possible
+(`arjax.marginal_log_prob`, exact inpainting).
+
 Families that condition on something (a class label, any context vector)
 take it as `context [B, ...]`; the others reject a context.
 Generic code (`arjax.log_prob`, `arjax.sample`, training) uses only this.
@@ -47,6 +57,8 @@ class AutoregressiveModel(nnx.Module):
   #: families set it > 1 and implement `set_mask`. Training picks a draw per step,
   #: evaluation uses the ensemble (`arjax.ensemble_log_prob`).
   num_masks: int = 1
+  has_training_objective: bool = False
+  order_agnostic: bool = False
 
   def __init__(self, event_shape: tuple[int, ...], head: heads_lib.Head,
                ordering: str | tuple[int, ...] = "raster", ordering_seed: int = 0):
@@ -69,6 +81,14 @@ class AutoregressiveModel(nnx.Module):
 
   def features(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError
+
+  def training_objective(self, x: jax.Array, key: jax.Array) -> jax.Array:
+    raise NotImplementedError(f"{type(self).__name__} trains on the exact NLL")
+
+  def set_ordering(self, ordering) -> None:
+    raise NotImplementedError(
+        f"{type(self).__name__} models one fixed ordering; only order-agnostic families "
+        "(order_agnostic = True) take another one after training")
 
   def init_cache(self, batch_size: int, *, context: jax.Array | None = None):
     raise NotImplementedError(f"{type(self).__name__} has no incremental sampler")

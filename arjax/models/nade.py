@@ -8,7 +8,10 @@ With the dimensions taken in the ordering, position d has hidden units
 The input-to-hidden weights W [D, H] are shared (tied) across positions, so
 a_d = c + Σ_{j<d} x_j W_j is a running sum: all D conditionals cost O(DH),
 not O(D²H). `nade_kernel.nade_conditionals` evaluates that sum chunk by chunk
-with a hand-written backward pass, which is what makes training fast on CPU.
+with a hand-written backward pass, which is what makes training fast on CPU;
+on GPUs and TPUs the plain cumulative sum over all positions at once (one
+[B, D, H] tensor, autodiff backward) is faster, and `kernel="auto"` picks by
+the backend. Both give the same numbers.
 The same running sum is the sampling cache: `observe` adds x_d W_d, `step`
 reads out position d. With a Categorical head this is the categorical NADE
 (x_j enters as x_j / (K−1)); with a MixtureOfGaussians head it is RNADE
@@ -29,7 +32,9 @@ from flax import nnx
 
 from arjax import heads as heads_lib
 from arjax.models import base
-from arjax.models.nade_kernel import nade_conditionals
+from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
+
+KERNELS = ("auto", "chunked", "cumsum")
 
 
 class NADE(base.AutoregressiveModel):
@@ -37,8 +42,11 @@ class NADE(base.AutoregressiveModel):
 
   def __init__(self, event_shape, *, num_hidden: int = 500,
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
-               ordering_seed: int = 0, chunk_size: int = 16, rngs: nnx.Rngs):
+               ordering_seed: int = 0, chunk_size: int = 16, kernel: str = "auto", rngs: nnx.Rngs):
     super().__init__(event_shape, head, ordering, ordering_seed)
+    if kernel not in KERNELS:
+      raise ValueError(f"NADE: unknown kernel {kernel!r}; choose one of {KERNELS}")
+    self.kernel = kernel
     num_dims, num_params = self.num_dims, head.num_params
     self.chunk_size = chunk_size
     # W row t and V[t] belong to the dimension generated at position t.
@@ -51,8 +59,14 @@ class NADE(base.AutoregressiveModel):
   def conditionals(self, x, *, context=None):
     self._reject_context(context)
     inputs = self._inputs_in_order(x)  # [B, D]
-    params = nade_conditionals(inputs, self.W[...], self.c[...], self.V[...], self.b[...],
-                               chunk_size=self.chunk_size)  # [B, D, P]
+    kernel = self.kernel
+    if kernel == "auto":
+      kernel = "chunked" if jax.default_backend() == "cpu" else "cumsum"
+    if kernel == "chunked":
+      params = nade_conditionals(inputs, self.W[...], self.c[...], self.V[...], self.b[...],
+                                 chunk_size=self.chunk_size)  # [B, D, P]
+    else:
+      params = nade_conditionals_reference(inputs, self.W[...], self.c[...], self.V[...], self.b[...])
     return self._params_to_event(params)
 
   def features(self, x, *, context=None):
@@ -80,6 +94,7 @@ class NADEConfig:
   ordering: str | tuple[int, ...] = "raster"  # "raster", "reverse", "random" or a permutation
   ordering_seed: int = 0  # seed of the "random" ordering
   chunk_size: int = 16  # positions per chunk of the O(DH) pass (speed only, not the result)
+  kernel: str = "auto"  # "chunked" (fast on CPU), "cumsum" (fast on GPU/TPU) or "auto" (by backend)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> NADE:
     return NADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -1,0 +1,187 @@
+"""Deep order-agnostic NADE (Uria, Murray & Larochelle 2014), and its ensemble EoNADE.
+
+One network predicts every dimension from any observed subset. Its input is
+the observed values and the mask of which dimensions are observed:
+
+    h_1 = g(b_1 + [x ⊙ m, m] W_1)                 m ∈ {0, 1}^D, h_1 ∈ R^{H_1}
+    h_l = g(b_l + h_{l−1} W_l)                    l = 2..L
+    params = b_out + h_L V                        params ∈ R^{D×P}
+
+and params[d] is the conditional of x_d given the observed x (used only for
+d with m_d = 0). In an ordering o, the conditional of position t is the
+network's output for o_t with m = [o_1 .. o_{t−1} observed], so the exact
+log p(x | o) costs D passes (`conditionals` evaluates them position by
+position, in chunks), and sampling one pass per dimension.
+
+Training (`training_objective`) is the paper's order-agnostic estimator: per
+example, a uniformly random ordering and split d ∈ {0..D−1}; the first d
+dimensions of the ordering are observed and the loss is
+
+    D / (D − d) · Σ_{j unobserved} −log p(x_j | x_observed),
+
+an unbiased estimate of E_o[−log p(x | o)], the average NLL over orderings
+(an upper bound on the ensemble's NLL). One pass per example.
+
+Ensemble (EoNADE): with `num_masks` N > 1 the model holds N orderings (draw k
+from seed `ordering_seed + k`; use `ordering="random"`), `set_mask(k)` picks
+one, and `arjax.ensemble_log_prob` gives log (1/N) Σ_k p(x | o_k).
+
+Exact conditionals for any observed set: one pass gives p(x_j | x_S) for
+every j ∉ S (`conditionals_given`), and `set_ordering` accepts any
+permutation, so `arjax.marginal_log_prob` and exact inpainting put the
+observed dimensions first.
+
+Features: the last hidden layer given the whole input (m = 1), [B, H_L].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from arjax import heads as heads_lib
+from arjax import orderings
+from arjax.models import base
+from arjax.models.made import ACTIVATIONS, MaskDraws, MaskIndex
+
+
+class DeepNADE(base.AutoregressiveModel):
+  has_cache = True
+  has_training_objective = True
+  order_agnostic = True
+
+  def __init__(self, event_shape, *, hidden_sizes: tuple[int, ...] = (500, 500),
+               head: heads_lib.Head = heads_lib.Bernoulli(), ordering="random",
+               ordering_seed: int = 0, num_masks: int = 1, activation: str = "relu",
+               positions_per_pass: int = 16, rngs: nnx.Rngs):
+    super().__init__(event_shape, head, ordering, ordering_seed)
+    self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+    if not self.hidden_sizes:
+      raise ValueError("DeepNADE needs at least one hidden layer")
+    if num_masks < 1:
+      raise ValueError(f"DeepNADE: num_masks (orderings in the ensemble) must be >= 1, got {num_masks}")
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"DeepNADE: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    self.activation = activation
+    self.positions_per_pass = int(positions_per_pass)
+    self.num_masks = int(num_masks)
+    self.draw_orderings = MaskDraws(jnp.asarray(np.stack([
+        orderings.make_ordering(ordering, self.num_dims, seed=ordering_seed + k)
+        for k in range(self.num_masks)])))  # [N, D]
+    self.mask_index = MaskIndex(jnp.zeros((), jnp.int32))
+    self.ordering = base.Ordering(self.draw_orderings[0])
+
+    num_dims, num_params = self.num_dims, head.num_params
+    sizes = (2 * num_dims, *self.hidden_sizes)
+    self.hidden_weights = nnx.List([
+        nnx.Param(jax.random.normal(rngs.params(), (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in))
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
+    self.hidden_biases = nnx.List([nnx.Param(jnp.zeros((size,))) for size in self.hidden_sizes])
+    last = self.hidden_sizes[-1]
+    self.output_weights = nnx.Param(
+        jax.random.normal(rngs.params(), (last, num_dims * num_params)) / jnp.sqrt(last))
+    self.output_bias = nnx.Param(jnp.tile(head.init_bias()[None], (num_dims, 1)))  # [D, P]
+
+  # ----------------------------------------------------------- orderings --
+
+  def set_mask(self, index) -> None:
+    """Makes ordering `index` of the ensemble the current one (int, or traced int32 scalar)."""
+    if not isinstance(index, jax.core.Tracer) and not 0 <= int(index) < self.num_masks:
+      raise ValueError(f"DeepNADE.set_mask: index must lie in [0, {self.num_masks}), got {index}")
+    index = jnp.asarray(index, jnp.int32)
+    self.mask_index = MaskIndex(index)
+    self.ordering = base.Ordering(jnp.take(self.draw_orderings[...], index, axis=0))
+
+  def set_ordering(self, ordering) -> None:
+    """Uses any permutation `ordering [D]` (may be traced): the network is the same for all."""
+    self.ordering = base.Ordering(jnp.asarray(ordering, jnp.int32))
+
+  # ------------------------------------------------------------- network --
+
+  def conditionals_given(self, inputs, observed):
+    """Params of every dimension given the observed ones: `[B, D]` inputs (`head.as_input`
+    values, dimension order) and `[B, D]` 0/1 mask -> `[B, D, P]` params, dimension order.
+
+    Row d is p(x_d | x_observed) for the d not observed; the inputs of the
+    unobserved dimensions are ignored.
+    """
+    observed = observed.astype(inputs.dtype)
+    hidden = jnp.concatenate([inputs * observed, observed], axis=-1)  # [B, 2D]
+    for weight, bias in zip(self.hidden_weights, self.hidden_biases):
+      hidden = ACTIVATIONS[self.activation](hidden @ weight[...] + bias[...])  # [B, H_l]
+    params = hidden @ self.output_weights[...]  # [B, D·P]
+    return params.reshape(-1, self.num_dims, self.head.num_params) + self.output_bias[...]
+
+  def _flat_inputs(self, x):
+    return self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
+
+  def conditionals(self, x, *, context=None):
+    self._reject_context(context)
+    inputs = self._flat_inputs(x)  # [B, D]
+    ordering = self.ordering[...]
+    position_of = jnp.argsort(ordering)  # [D]
+
+    def at_position(t):  # params [B, P] of dimension ordering[t] given the positions < t
+      observed = jnp.broadcast_to(position_of < t, inputs.shape)
+      return self.conditionals_given(inputs, observed)[:, ordering[t]]
+
+    by_position = jax.lax.map(at_position, jnp.arange(self.num_dims),
+                              batch_size=self.positions_per_pass)  # [D, B, P]
+    return self._params_to_event(jnp.swapaxes(by_position, 0, 1))
+
+  def training_objective(self, x, key):
+    """The order-agnostic estimate of −log p(x) `[B]` (one random ordering and split per example)."""
+    inputs = self._flat_inputs(x)  # [B, D]
+    batch, num_dims = inputs.shape
+    split_key, order_key = jax.random.split(key)
+    num_observed = jax.random.randint(split_key, (batch, 1), 0, num_dims)  # d ∈ {0..D−1}
+    rank = jnp.argsort(jax.random.uniform(order_key, (batch, num_dims)), axis=-1)
+    rank = jnp.argsort(rank, axis=-1)  # a uniform random permutation's positions
+    observed = rank < num_observed  # [B, D]: the first d dimensions of a random ordering
+    params = self.conditionals_given(inputs, observed)
+    log_probs = self.head.log_prob(params, x.reshape(batch, num_dims))  # [B, D]
+    unobserved_nll = -jnp.sum(jnp.where(observed, 0.0, log_probs), axis=-1)
+    return num_dims / (num_dims - num_observed[:, 0]) * unobserved_nll
+
+  def features(self, x, *, context=None):
+    self._reject_context(context)
+    hidden = jnp.concatenate([self._flat_inputs(x), jnp.ones((x.shape[0], self.num_dims))], axis=-1)
+    for weight, bias in zip(self.hidden_weights, self.hidden_biases):
+      hidden = ACTIVATIONS[self.activation](hidden @ weight[...] + bias[...])
+    return hidden  # [B, H_L]
+
+  # ------------------------------------------------------------ sampling --
+
+  def init_cache(self, batch_size, *, context=None):
+    self._reject_context(context)
+    zeros = jnp.zeros((batch_size, self.num_dims))
+    return zeros, zeros  # (inputs, observed), dimension order
+
+  def step(self, cache, t):
+    inputs, observed = cache
+    return self.conditionals_given(inputs, observed)[:, self.ordering[t]], cache
+
+  def observe(self, cache, t, value):
+    inputs, observed = cache
+    dim = self.ordering[t]
+    return (inputs.at[:, dim].set(self.head.as_input(value)), observed.at[:, dim].set(1.0))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeepNADEConfig:
+  """Builds a DeepNADE; the fields are the constructor's options."""
+
+  hidden_sizes: tuple[int, ...] = (500, 500)  # units per hidden layer (2 × 500 in Uria et al. 2014)
+  head: heads_lib.Head = heads_lib.Bernoulli()  # output distribution of one dimension
+  ordering: str | tuple[int, ...] = "random"  # the ensemble's orderings: "random" draws one per mask
+  ordering_seed: int = 0  # ordering k of the ensemble uses ordering_seed + k
+  num_masks: int = 1  # orderings in the test-time ensemble (EoNADE); training uses all orderings
+  activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
+  positions_per_pass: int = 16  # positions evaluated together by `conditionals` (memory/speed only)
+
+  def build(self, event_shape, *, rngs: nnx.Rngs) -> DeepNADE:
+    return DeepNADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

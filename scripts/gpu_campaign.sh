@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The long trainings of the MNIST benchmarks, run side by side on one GPU inside a fixed
+# wall-clock budget, for a session that is lent a GPU for minutes (see README, "Results").
+#
+#   ARJAX_DATA_DIR=DIR OUT=DIR scripts/gpu_campaign.sh
+#
+# Every run is an ordinary `python -m arjax train EXPERIMENT --workdir $RUNS/NAME [overrides]`
+# with `train.max_train_minutes=$BUDGET_MIN`: it stops after the epoch that passes the budget,
+# evaluates its best-validation checkpoint on the test set and writes results.json, so
+# what a run reaches is reported as is (results.json says `stopped_for_time`). A run that is
+# still going at $HARD_SECONDS is killed and leaves no results.json.
+# Packs into $OUT: results.tar.gz (results.json, metrics.jsonl, config.json, best samples and
+# the log of every run) and the best checkpoints of the small models (ckpt_*.tar.gz).
+# SMOKE=1 runs the same campaign with every experiment's smoke variant, for a dry run on CPU.
+# Wheels under .gpu/whl (if any) are installed to /tmp/site first, so the versions match the
+# ones the project was tested with; if they fail to import, the machine's own packages are used.
+set -u
+OUT=${OUT:-/tmp/gpu_campaign_out}
+BUDGET_MIN=${BUDGET_MIN:-6.3}
+HARD_SECONDS=${HARD_SECONDS:-520}
+SMOKE=${SMOKE:-0}
+PY=${PY:-python3}
+export ARJAX_DATA_DIR=${ARJAX_DATA_DIR:-.gpu/data}
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+export PYTHONPATH=$PWD
+RUNS=${RUNS:-runs/gpu}
+LOGS=$RUNS/_logs
+mkdir -p "$OUT" "$LOGS"
+start=$(date +%s)
+
+if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .gpu/whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+fi
+check='import jax, flax, optax, orbax.checkpoint, tensorboardX, arjax
+print(jax.__version__, flax.__version__, jax.devices())
+print(float(arjax.log_prob(arjax.models.NADE((4,), num_hidden=3, rngs=flax.nnx.Rngs(0)), jax.numpy.ones((2, 4)))[0]))'
+if ! $PY -c "$check" >$LOGS/env.log 2>&1; then
+  echo "pinned wheels failed to import; using the machine's packages" | tee -a $LOGS/env.log
+  export PYTHONPATH=$PWD
+  $PY -c "$check" >>$LOGS/env.log 2>&1 || { cat $LOGS/env.log; exit 1; }
+fi
+cat $LOGS/env.log
+if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+  # MPS lets the kernels of the small runs overlap with the big ones instead of time-slicing.
+  if nvidia-cuda-mps-control -d && $PY -c "$check" >/dev/null 2>&1; then
+    echo "MPS on"
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null; echo "MPS off"
+  fi
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee $LOGS/gpu.txt
+
+run() {  # NAME EXPERIMENT[:VARIANT] SMOKE_VARIANT [OVERRIDES...]
+  local name=$1 experiment=$2 smoke_variant=$3; shift 3
+  local budget=$BUDGET_MIN
+  if [ "$SMOKE" = 1 ]; then experiment="${experiment%%:*}:$smoke_variant"; budget=0.2; fi
+  timeout "$HARD_SECONDS" $PY -m arjax train "$experiment" --workdir "$RUNS/$name" "$@" \
+    "train.max_train_minutes=${RUN_BUDGET:-$budget}" >"$LOGS/$name.log" 2>&1 &
+}
+run nade nade_binarized_mnist smoke
+run nade_d98 nade_binarized_mnist smoke optim.decay_rate=0.98 train.num_epochs=400 train.patience=25
+run fvsbn_d98 fvsbn_binarized_mnist smoke optim.decay_rate=0.98 train.num_epochs=300 train.patience=20
+run fvsbn_d98_l2_2e-4 fvsbn_binarized_mnist smoke optim.decay_rate=0.98 optim.l2=2e-4 \
+  train.num_epochs=300 train.patience=20
+run made made_binarized_mnist smoke
+run made_ensemble made_binarized_mnist:ensemble ensemble_smoke
+run eonade eonade_binarized_mnist smoke
+run nade_categorical_mnist nade_categorical_mnist smoke
+run rnade_mnist_logit rnade_mnist_logit smoke
+run made_mog_mnist_logit made_mog_mnist_logit smoke
+RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run lstm lstm_binarized_mnist smoke
+wait
+echo "all runs ended after $(( $(date +%s) - start )) s"
+echo quit | nvidia-cuda-mps-control 2>/dev/null
+
+for d in "$RUNS"/*/; do
+  name=$(basename "$d")
+  [ "$name" = _logs ] && continue
+  if [ -f "$d/results.json" ]; then
+    $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{sys.argv[2]:28s} test {r['test_nll_nats']:.3f}  valid {r['best_valid_nll_nats']:.3f}  epochs {r['epochs_run']}  {r['wall_time_s']:.0f}s\")" "$d/results.json" "$name"
+  else
+    echo "$name: no results.json; last lines of its log:"; tail -n 3 "$LOGS/$name.log"
+  fi
+done
+tar czf "$OUT/results.tar.gz" "$LOGS" "$RUNS"/*/results.json "$RUNS"/*/metrics.jsonl \
+  "$RUNS"/*/config.json "$RUNS"/*/samples/best.png 2>/dev/null
+pack() {  # ARCHIVE RUN...
+  local archive=$1; shift; local paths=()
+  for name in "$@"; do
+    [ -d "$RUNS/$name/checkpoints/best" ] && paths+=("$RUNS/$name/config.json" "$RUNS/$name/checkpoints/best")
+  done
+  [ ${#paths[@]} -gt 0 ] && tar czf "$OUT/$archive" "${paths[@]}"
+}
+pack ckpt_nade.tar.gz nade nade_d98
+pack ckpt_made.tar.gz made eonade
+pack ckpt_other.tar.gz lstm fvsbn_d98 fvsbn_d98_l2_2e-4
+ls -la "$OUT"
+echo "done after $(( $(date +%s) - start )) s"
