@@ -9,6 +9,7 @@
 
 from arjax import heads, models, orderings
 from arjax.likelihood import bits_per_dim, check_input, ensemble_log_prob, log_prob, log_prob_per_dim
+from arjax.marginals import conditional_log_prob, marginal_log_prob, sample_given
 from arjax.sampling import sample
 
 

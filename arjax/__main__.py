@@ -1,13 +1,18 @@
-"""Command line: `python -m arjax {train,eval,sample,curves,score,ood,probe,inpaint} ...`.
+"""Command line: `python -m arjax {train,eval,sample,curves,score,ood,probe,inpaint,classify} ...`.
 
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
   python -m arjax eval DIR [--split test]
-  python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png]
+  python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png] [--label K]
   python -m arjax curves DIR [--out FILE.png]                    train/valid NLL per epoch as a PNG
   python -m arjax score DIR DATA [--split test --out OUTDIR]     per-example / per-pixel NLL
   python -m arjax ood DIR [--ood fashion_mnist --ood noise ... --background DIR2]
   python -m arjax probe DIR [--max-train 10000]                  linear probe on the features
   python -m arjax inpaint DIR [--mask top_half --num 8 --seed 0]  clamp observed pixels, sample
+  python -m arjax classify DIR [--split test --prior uniform]     generative classifier's accuracy
+
+Class-conditional models (data.context=label): eval reports −log p(x | label), sample draws
+one row per class (or --label K only), inpaint conditions on the test labels, classify
+applies Bayes' rule; score, ood and probe take unconditional models only.
 
 DATA (and an --ood name other than noise, flip, rotate90) is a dataset name or an .npz path,
 read with the model's training preprocessing (see arjax.uses.load_data_like).
@@ -40,13 +45,15 @@ def _eval(args):
   from arjax import likelihood, train
 
   start = time.time()
-  model, _, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
-  log_prob = train.dataset_log_prob(model, dataset.splits[args.split])
+  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
+  context = train.split_contexts(config, model, dataset)[args.split]
+  log_prob = train.dataset_log_prob(model, dataset.splits[args.split], context=context)
   nll = -float(np.mean(log_prob))
   print(json.dumps({
       "workdir": str(args.workdir), "checkpoint": args.checkpoint, "split": args.split,
       "nll_nats": nll, "nll_stderr": float(np.std(log_prob) / math.sqrt(len(log_prob))),
       "bits_per_dim": likelihood.nats_to_bits_per_dim(nll, model.num_dims),
+      **({"likelihood": "−log p(x | label)"} if context is not None else {}),
       "num_examples": len(log_prob), "seconds": time.time() - start,
       "device": train.device_description()}))
 
@@ -58,14 +65,31 @@ def _sample(args):
   from arjax import images, sampling, train
 
   model, _, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
-  samples = np.asarray(sampling.sample(model, jax.random.key(args.seed), args.num,
-                                       temperature=args.temperature))
-  out = pathlib.Path(args.out or pathlib.Path(args.workdir) / f"samples_seed{args.seed}_t{args.temperature}.png")
+  num_classes = model.context_size
+  if args.label is not None and not num_classes:
+    raise ValueError(f"--label {args.label}: the model is unconditional (train one with data.context=label)")
+  if args.label is not None and not 0 <= args.label < num_classes:
+    raise ValueError(f"--label must lie in [0, {num_classes}); got {args.label}")
+  if num_classes and args.label is None:  # one row of ⌈num / K⌉ samples per class
+    num_per_class = -(-args.num // num_classes)
+    context = sampling.per_class_context(num_classes, num_per_class)
+    num_columns, suffix = num_per_class, "_per_class"
+  elif args.label is not None:
+    context = jax.nn.one_hot(np.full(args.num, args.label), num_classes)  # [num, K]
+    num_columns, suffix = None, f"_label{args.label}"
+  else:
+    context, num_columns, suffix = None, None, ""
+  num = args.num if context is None else len(context)
+  samples = np.asarray(sampling.sample(model, jax.random.key(args.seed), num, temperature=args.temperature,
+                                       context=context))
+  out = pathlib.Path(args.out or pathlib.Path(args.workdir) /
+                     f"samples_seed{args.seed}_t{args.temperature}{suffix}.png")
   if dataset.image_shape is None:
     out = out.with_suffix(".npy")
     np.save(out, samples)
   else:
-    images.save_grid(out, samples, dataset.image_shape, num_levels=dataset.num_levels)
+    images.save_grid(out, samples, dataset.image_shape, num_levels=dataset.num_levels,
+                     num_columns=num_columns)
   print(out)
 
 
@@ -85,6 +109,13 @@ def _trained(args):
   return model, config, dataset
 
 
+def _require_unconditional(model, command: str, why: str) -> None:
+  if model.context_size:
+    raise ValueError(f"`{command}` takes an unconditional model; this one is class-conditional "
+                     f"(context_size={model.context_size}): {why}. Use `eval` for −log p(x | label) "
+                     "or `classify` for the generative classifier.")
+
+
 def _score(args):
   import imageio.v3 as iio
   import numpy as np
@@ -92,6 +123,7 @@ def _score(args):
   from arjax import train, uses
 
   model, config, _ = train.load_trained_model(args.workdir, which=args.checkpoint)
+  _require_unconditional(model, "score", "it scores data that may have no labels by p(x)")
   dataset = uses.load_data_like(config.data, model, args.data)
   x = dataset.splits[args.split]
   scores = uses.nll_scores(model, x)
@@ -119,6 +151,7 @@ def _ood(args):
   from arjax import train, uses
 
   model, config, dataset_in = _trained(args)
+  _require_unconditional(model, "ood", "its scores are p(x), and OOD data have no labels to condition on")
   test = dataset_in.splits["test"]
   names = list(dict.fromkeys(args.ood or uses.OOD_TRANSFORMS))
   sets = {name: uses.ood_inputs(name, test, model=model, data_config=config.data,
@@ -166,6 +199,8 @@ def _probe(args):
   from arjax import uses
 
   model, config, dataset = _trained(args)
+  _require_unconditional(model, "probe", "its features take the label as input, so a probe would read "
+                         "the answer")
   result = uses.linear_probe(model, dataset, dataset_name=config.data.name, max_train=args.max_train)
   print(json.dumps({"workdir": str(args.workdir), "checkpoint": args.checkpoint, "data": config.data.name,
                     **result}))
@@ -175,15 +210,17 @@ def _inpaint(args):
   import imageio.v3 as iio
   import jax
 
-  from arjax import uses
+  from arjax import train, uses
 
   model, config, dataset = _trained(args)
   if dataset.image_shape is None:
     raise ValueError(f"inpaint needs image data; {config.data.name!r} has examples of shape "
                      f"{dataset.event_shape}")
   x = dataset.splits["test"][:args.num]
+  context = train.split_contexts(config, model, dataset)["test"]  # a conditional model's test labels
   observed = uses.observed_mask(args.mask, dataset.image_shape, len(x), seed=args.seed)
-  completions = uses.inpaint(model, jax.random.key(args.seed), x, observed, num_completions=args.completions)
+  completions = uses.inpaint(model, jax.random.key(args.seed), x, observed, num_completions=args.completions,
+                             context=None if context is None else context[:args.num])
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) / f"inpaint_{args.mask}_seed{args.seed}.png")
   out.parent.mkdir(parents=True, exist_ok=True)
   iio.imwrite(out, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
@@ -196,6 +233,36 @@ def _inpaint(args):
               "model's ordering (top_half with raster order)" + ("." if exact else
               "; here they are not, so pixels before an observed one in the ordering were drawn "
               "without seeing it and the completions are approximate.")}))
+
+
+def _classify(args):
+  import numpy as np
+
+  from arjax import train, uses
+
+  start = time.time()
+  model, config, dataset = _trained(args)
+  if not model.context_size or config.data.context != "label":
+    raise ValueError("classify needs a class-conditional model: train one with data.context=label and "
+                     "model.context_size=K (the number of classes), e.g. the experiment "
+                     "nade_class_conditional_mnist.")
+  num_classes = model.context_size
+  x, labels = dataset.splits[args.split], dataset.labels[args.split]
+  log_prior = None
+  if args.prior == "train":  # the training set's class frequencies
+    log_prior = np.log(np.bincount(dataset.labels["train"], minlength=num_classes) / len(dataset.labels["train"]))
+  predictions, _ = uses.generative_classifier(model, x, num_classes, log_prior=log_prior)
+  correct = predictions == labels
+  result = {
+      "workdir": str(args.workdir), "checkpoint": args.checkpoint, "split": args.split, "prior": args.prior,
+      "accuracy": float(np.mean(correct)), "error_rate": float(1.0 - np.mean(correct)),
+      "per_class_accuracy": [float(np.mean(correct[labels == k])) if np.any(labels == k) else None
+                             for k in range(num_classes)],
+      "num_examples": len(x), "num_classes": num_classes,
+      "note": "argmax_y log p(x | y) + log p(y) (Bayes' rule with the class-conditional model)",
+      "seconds": time.time() - start, "device": train.device_description()}
+  train.write_json(pathlib.Path(args.workdir) / f"classify_{args.split}.json", result)
+  print(json.dumps(result))
 
 
 def main(argv=None):
@@ -223,6 +290,8 @@ def main(argv=None):
       sub.add_argument("--temperature", type=float, default=1.0)
       sub.add_argument("--seed", type=int, default=0)
       sub.add_argument("--out", default=None)
+      sub.add_argument("--label", type=int, default=None,
+                       help="class-conditional models: samples of this class only (default: one row per class)")
 
   curves = commands.add_parser("curves", help="PNG of train and valid NLL per epoch (from metrics.jsonl)")
   curves.add_argument("workdir", type=pathlib.Path)
@@ -261,6 +330,11 @@ def main(argv=None):
   inpaint.add_argument("--completions", type=int, default=4, help="completions per image")
   inpaint.add_argument("--seed", type=int, default=0)
   inpaint.add_argument("--out", default=None, help="PNG (default WORKDIR/inpaint_MASK_seedSEED.png)")
+
+  classify = use_parser("classify", _classify, "a class-conditional model as a generative classifier")
+  classify.add_argument("--split", choices=("train", "valid", "test"), default="test")
+  classify.add_argument("--prior", choices=("uniform", "train"), default="uniform",
+                        help="class prior p(y): uniform, or the training set's label frequencies")
 
   # Overrides may come before or after --workdir, so collect the leftovers ourselves.
   args, extra = parser.parse_known_args(argv)

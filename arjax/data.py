@@ -29,6 +29,11 @@ Training batches draw fresh u every step (`prepare_batch`); validation and test
 are dequantized once, with a fixed seed, at load time.
 `logit_space_to_pixel_bits_per_dim` converts a logit-space log-density into
 bits/pixel of the 8-bit data.
+
+Class-conditional models: `context="label"` makes the one-hot label of every
+example its context (`split_context`); the dataset must have labels for all
+three splits (MNIST has them as `name="mnist", binarize="static"`;
+`binarized_mnist` has none).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class DataConfig:
   logit_lambda: float = 1e-6  # λ in logit(λ + (1 − 2λ)·(x + u)/256): keeps the logit finite at 0 and 255
   max_train_examples: int | None = None  # keep only the first N training examples (smoke runs)
   max_eval_examples: int | None = None  # keep only the first N valid/test examples (smoke runs)
+  context: Literal["none", "label"] = "none"  # "label": condition the model on the one-hot class label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +86,12 @@ class Dataset:
   @property
   def num_dims(self) -> int:
     return int(np.prod(self.event_shape))
+
+  @property
+  def num_classes(self) -> int | None:
+    """K = 1 + the largest label of any split (labels are 0..K−1), None without labels."""
+    labels = [split_labels for split_labels in self.labels.values() if split_labels is not None]
+    return int(max(split_labels.max() for split_labels in labels)) + 1 if labels else None
 
 
 # --------------------------------------------------------------- reading ---
@@ -375,9 +387,40 @@ def load_dataset(config: DataConfig) -> Dataset:
   elif config.dequantize != "none":
     raise ValueError(f"DataConfig.dequantize must be 'none' or 'logit'; got {config.dequantize!r}")
 
+  if config.context == "label":
+    missing = [split for split in SPLITS if labels.get(split) is None]
+    if missing:
+      raise ValueError(
+          f"context='label' needs class labels, and dataset {config.name!r} has none for the "
+          f"{', '.join(missing)} split(s). Use a labelled dataset, e.g. DataConfig(name='mnist', "
+          "binarize='static') (`data.name=mnist data.binarize=static`: binarized MNIST with digit "
+          "labels; `binarized_mnist` has none), or an .npz with y_train/y_valid/y_test arrays.")
+    for split in SPLITS:
+      labels[split] = np.asarray(labels[split]).astype(np.int32).reshape(-1)
+      if labels[split].min() < 0:
+        raise ValueError(f"Dataset {config.name!r}: labels must be 0, 1, …, K−1; split {split!r} has "
+                         f"{labels[split].min()}")
+  elif config.context != "none":
+    raise ValueError(f"DataConfig.context must be 'none' or 'label'; got {config.context!r}")
+
   event_shape = (int(np.prod(example_shape)),)
   return Dataset(splits=splits, labels=labels, event_shape=event_shape,
                  image_shape=image_shape, num_levels=num_levels)
+
+
+def split_context(config: DataConfig, dataset: Dataset, split: str,
+                  num_classes: int | None = None) -> np.ndarray | None:
+  """The context of every example of `split` for a conditional model: float32 `[N, K]` one-hot
+  labels for `context="label"` (K = `num_classes`, default `dataset.num_classes`), None for
+  `context="none"`."""
+  if config.context == "none":
+    return None
+  num_classes = dataset.num_classes if num_classes is None else num_classes
+  labels = dataset.labels[split]
+  if labels.max() >= num_classes:
+    raise ValueError(f"Split {split!r} has label {labels.max()}, more than the {num_classes} classes "
+                     "the model conditions on")
+  return np.eye(num_classes, dtype=np.float32)[labels]  # [N, K]
 
 
 def _is_integral(array: np.ndarray) -> bool:

@@ -81,18 +81,29 @@ def nats_to_bits_per_dim(nll_nats, num_dims: int):
   return nll_nats / (num_dims * math.log(2.0))
 
 
-def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size: int):
+def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size: int, *,
+                context: np.ndarray | None = None):
   """`batch_fn(graphdef, state, x_batch)` over `x [N, ...]` in fixed-size batches.
 
   The last batch is padded so that one compilation of a jitted `batch_fn`
   serves them all; outputs (any pytree of `[batch, ...]` arrays) are
-  concatenated along the first axis and cut back to N.
+  concatenated along the first axis and cut back to N. With `context [N, C]`
+  (a conditional model's), its rows go along with x's as
+  `batch_fn(graphdef, state, x_batch, context=context_batch)`.
   """
   graphdef, state = nnx.split(model)
   num = len(x)
+  if context is not None and len(context) != num:
+    raise ValueError(f"context has {len(context)} rows for {num} examples; pass one per example")
   batch_size = max(1, min(batch_size, num))
   padding = (-num) % batch_size
-  padded = np.concatenate([x, np.repeat(x[:1], padding, axis=0)]) if padding else x
-  outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]))
+
+  def pad(array):
+    return np.concatenate([array, np.repeat(array[:1], padding, axis=0)]) if padding else array
+
+  padded = pad(x)
+  padded_context = None if context is None else pad(np.asarray(context))
+  outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]),
+                      **({} if context is None else {"context": jnp.asarray(padded_context[i:i + batch_size])}))
              for i in range(0, len(padded), batch_size)]
   return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:num], *outputs)

@@ -38,7 +38,8 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
     temperature: divides logits / multiplies scales at every dimension (1 = the model).
     given: `[N, *event_shape]` (or `[*event_shape]`) values to clamp.
     given_mask: bool, same shape as `given`; True where the value is clamped.
-    context: `[N, ...]` conditioning input for conditional models.
+    context: `[N, C]` context of a conditional model (`context_size` C), e.g. one-hot labels
+      (`per_class_context` gives a grid of every class).
     use_cache: use the model's incremental step (default: when it has one).
     return_conditionals: also return the params `[N, *event_shape, P]` used at each draw.
   """
@@ -63,6 +64,12 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
   samples, params = _sample(graphdef, state, key, jnp.float32(temperature), given,
                             given_mask, context, use_cache=use_cache)
   return (samples, params) if return_conditionals else samples
+
+
+def per_class_context(num_classes: int, num_per_class: int) -> jax.Array:
+  """One-hot contexts `[K·n, K]` for a class-conditional model: n rows of class 0, then of
+  class 1, …, so that samples drawn with it fill a grid with one row per class."""
+  return jax.nn.one_hot(jnp.repeat(jnp.arange(num_classes), num_per_class), num_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "use_cache"))

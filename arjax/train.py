@@ -16,7 +16,13 @@ Workdir layout:
   samples/epoch_NNN.png  samples after each epoch
   results.json           final figures
 
-The step is a pure function of (state, data, indices, key) under `jax.jit`:
+Class-conditional models (`data.context="label"`, a model with `context_size`
+K): the one-hot labels of every split are the context of its examples, in
+training, validation and test; the sample grids have one row per class; the
+NLLs reported are −log p(x | label).
+
+The step is a pure function of (state, data, indices, key) under `jax.jit`
+(and of the training contexts, indexed like the data, for a conditional model):
 to train data-parallel, place `state` replicated and the data sharded with
 `jax.sharding.NamedSharding` and the same step runs unchanged.
 """
@@ -57,6 +63,27 @@ class NonFiniteLossError(FloatingPointError):
 
 def build_model(config: config_lib.Config, dataset: data_lib.Dataset):
   return config.model.build(dataset.event_shape, rngs=nnx.Rngs(config.train.seed))
+
+
+def split_contexts(config: config_lib.Config, model, dataset: data_lib.Dataset) -> dict:
+  """{split: the contexts `[N, K]` of its examples, or None} for `model` on `dataset`.
+
+  Raises ValueError when the data's context (`config.data.context`) and the
+  model's `context_size` do not fit together.
+  """
+  context_size = model.context_size
+  if config.data.context == "none":
+    if context_size:
+      raise ValueError(
+          f"The model conditions on a context of size {context_size} (model.context_size) but the "
+          "data give none; set data.context=label (with a labelled dataset) or model.context_size=0.")
+    return dict.fromkeys(data_lib.SPLITS)
+  if context_size != dataset.num_classes:
+    raise ValueError(
+        f"data.context={config.data.context!r} gives one-hot labels of {dataset.num_classes} classes; "
+        f"build the model with context_size={dataset.num_classes} (model.context_size={context_size} now).")
+  return {split: data_lib.split_context(config.data, dataset, split, context_size)
+          for split in data_lib.SPLITS}
 
 
 def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epochs: int):
@@ -109,27 +136,31 @@ def _cpu_name() -> str:
 # ---------------------------------------------------------- jitted steps ---
 
 
-def training_nll(model, x, key):
+def training_nll(model, x, key, *, context=None):
   """What training minimizes, per example `[B]`: the exact NLL, under a new draw of the
   masks every step for models trained over several, or the family's own estimate
-  (`training_objective`, e.g. deep order-agnostic NADE's)."""
+  (`training_objective`, e.g. deep order-agnostic NADE's); given `context [B, C]` for a
+  conditional model."""
   if model.has_training_objective:
-    return model.training_objective(x, key)
+    return model.training_objective(x, key, context=context)
   if model.num_masks > 1:  # order/connectivity-agnostic training (MADE)
     model.set_mask(jax.random.randint(key, (), 0, model.num_masks))
-  return -likelihood.log_prob(model, x)
+  return -likelihood.log_prob(model, x, context=context)
 
 
 def _make_train_step(graphdef, rest, tx, data_config):
-  def loss_fn(params, x, mask_key):
-    return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key))
+  def loss_fn(params, x, context, mask_key):
+    return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key, context=context))
 
   @functools.partial(jax.jit, donate_argnums=0)
-  def train_step(state, train_data, indices, key):
+  def train_step(state, train_data, indices, key, train_context=None):
+    """One Adam step on the examples `indices [B]` of `train_data [N, D]` (and their rows of
+    `train_context [N, C]`, a conditional model's contexts)."""
     key = jax.random.fold_in(key, state["step"])  # resumed runs draw the same numbers
     data_key, mask_key = jax.random.split(key)
     x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), data_key)
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, mask_key)
+    context = None if train_context is None else jnp.take(train_context, indices, axis=0)  # [B, C]
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, context, mask_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
@@ -138,22 +169,24 @@ def _make_train_step(graphdef, rest, tx, data_config):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_log_prob(graphdef, state, x):
-  return likelihood.ensemble_log_prob(nnx.merge(graphdef, state), x)
+def _batch_log_prob(graphdef, state, x, context=None):
+  return likelihood.ensemble_log_prob(nnx.merge(graphdef, state), x, context=context)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_log_prob_current_mask(graphdef, state, x):
-  return likelihood.log_prob(nnx.merge(graphdef, state), x)
+def _batch_log_prob_current_mask(graphdef, state, x, context=None):
+  return likelihood.log_prob(nnx.merge(graphdef, state), x, context=context)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_objective(graphdef, state, x):
-  return -nnx.merge(graphdef, state).training_objective(x, jax.random.key(0))
+def _batch_objective(graphdef, state, x, context=None):
+  return -nnx.merge(graphdef, state).training_objective(x, jax.random.key(0), context=context)
 
 
-def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000, ensemble: bool = True) -> np.ndarray:
-  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded).
+def dataset_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None, batch_size: int = 1000,
+                     ensemble: bool = True) -> np.ndarray:
+  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded);
+  log p(x | context) given a conditional model's `context [N, C]`.
 
   For models with several mask draws (orderings) this is the ensemble's
   likelihood, or with `ensemble=False` that of the current draw alone. Matrix
@@ -162,17 +195,18 @@ def dataset_log_prob(model, x: np.ndarray, *, batch_size: int = 1000, ensemble: 
   """
   with jax.default_matmul_precision("highest"):
     return likelihood.map_batches(_batch_log_prob if ensemble else _batch_log_prob_current_mask,
-                                  model, x, batch_size)
+                                  model, x, batch_size, context=context)
 
 
-def validation_log_prob(model, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+def validation_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None,
+                        batch_size: int = 1000) -> np.ndarray:
   """What early stopping watches, `[N]`: `dataset_log_prob`, or for a family with its own
   training objective minus that estimate under a fixed key (the exact likelihood of such a
   model can cost D passes, too many to run every epoch)."""
   if not model.has_training_objective:
-    return dataset_log_prob(model, x, batch_size=batch_size)
+    return dataset_log_prob(model, x, context=context, batch_size=batch_size)
   with jax.default_matmul_precision("highest"):
-    return likelihood.map_batches(_batch_objective, model, x, batch_size)
+    return likelihood.map_batches(_batch_objective, model, x, batch_size, context=context)
 
 
 # ----------------------------------------------------------- checkpoints ---
@@ -235,11 +269,22 @@ def write_json(path: pathlib.Path, value) -> None:
   tmp.replace(path)
 
 
+def sample_grid(model, key, num_samples: int) -> tuple[np.ndarray, int | None]:
+  """(samples `[N, D]`, columns of their grid): `num_samples` samples, or for a class-conditional
+  model ⌈num_samples / K⌉ of every class, one row per class (None: a square grid)."""
+  if not model.context_size:
+    return np.asarray(sampling.sample(model, key, num_samples)), None
+  num_per_class = -(-num_samples // model.context_size)
+  context = sampling.per_class_context(model.context_size, num_per_class)  # [K·n, K]
+  return np.asarray(sampling.sample(model, key, len(context), context=context)), num_per_class
+
+
 def _save_samples(model, dataset, path, key, num_samples):
   if dataset.image_shape is None or num_samples <= 0:
     return None
-  samples = np.asarray(sampling.sample(model, key, num_samples))
-  return images.save_grid(path, samples, dataset.image_shape, num_levels=dataset.num_levels)
+  samples, num_columns = sample_grid(model, key, num_samples)
+  return images.save_grid(path, samples, dataset.image_shape, num_levels=dataset.num_levels,
+                          num_columns=num_columns)
 
 
 def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = "",
@@ -258,8 +303,10 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       model.head.validate(dataset.splits[split])
     except ValueError as e:
       raise ValueError(f"Dataset {config.data.name!r}, split {split!r} does not fit the model: {e}") from e
+  contexts = split_contexts(config, model, dataset)  # {split: [N, K] one-hot labels, or None}
 
   train_data = jnp.asarray(dataset.splits["train"])
+  train_context = None if contexts["train"] is None else jnp.asarray(contexts["train"])
   num_train = len(train_data)
   batch_size = min(train_config.batch_size, num_train)
   steps_per_epoch = num_train // batch_size
@@ -304,7 +351,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       progress = tqdm.tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False,
                            dynamic_ncols=True, mininterval=2.0)
       for i in progress:
-        state, loss = train_step(state, train_data, batches[i], step_key)
+        state, loss = train_step(state, train_data, batches[i], step_key, train_context)
         losses.append(loss)
         if (i + 1) % train_config.log_every == 0 or i + 1 == steps_per_epoch:
           recent = float(jnp.mean(jnp.stack(losses[-train_config.log_every:])))
@@ -319,7 +366,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       loop["train_seconds"] += time.time() - epoch_start
 
       model = nnx.merge(graphdef, state["params"], rest)
-      valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"],
+      valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"], context=contexts["valid"],
                                                      batch_size=train_config.eval_batch_size)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
@@ -360,15 +407,19 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
 
   best_meta, restored = _restore(best, params=state["params"])
   model = nnx.merge(graphdef, restored["params"], rest)
-  test_log_prob = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size)
+  test_log_prob = dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
+                                   batch_size=train_config.eval_batch_size)
   test_nll = -float(np.mean(test_log_prob))
   extra = {}
   if model.num_masks > 1:  # the ensemble above; one draw of the masks (ordering) alone:
-    single = dataset_log_prob(model, dataset.splits["test"], batch_size=train_config.eval_batch_size,
-                              ensemble=False)
+    single = dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
+                              batch_size=train_config.eval_batch_size, ensemble=False)
     extra["test_nll_single_mask_nats"] = -float(np.mean(single))
   if model.has_training_objective:
     extra["valid_metric"] = "training objective (an upper bound estimate), fixed key"
+  if model.context_size:
+    extra["likelihood"] = ("class-conditional: NLLs are −log p(x | label); `python -m arjax classify` "
+                           "gives the generative classifier's accuracy")
   results = {
       "experiment": experiment,
       "overrides": list(overrides),

@@ -9,6 +9,8 @@
             against the same probe on raw pixels (`linear_probe`).
   inpaint   completions of partly observed images by clamping the observed pixels
             in the sampler (`observed_mask`, `inpaint`, `inpainting_picture`).
+  classify  a class-conditional model p(x | y) as a generative classifier by Bayes'
+            rule (`class_log_likelihoods`, `generative_classifier`).
 
 Shapes: data are flat `[N, D]` as `arjax.data` gives them; `image_shape` is
 `[H, W, C]`. Everything here is a function of arrays (and a model); the command
@@ -396,8 +398,10 @@ def is_prefix(observed: np.ndarray, ordering: np.ndarray) -> bool:
 
 
 def inpaint(model, key: jax.Array, x: np.ndarray, observed: np.ndarray, *,
-            num_completions: int = 4, temperature: float = 1.0) -> np.ndarray:
-  """Completions of `x [N, D]` with the pixels where `observed [N, D]` is True kept as given.
+            num_completions: int = 4, temperature: float = 1.0,
+            context: np.ndarray | None = None) -> np.ndarray:
+  """Completions of `x [N, D]` with the pixels where `observed [N, D]` is True kept as given
+  (and, for a conditional model, its `context [N, C]`, e.g. the one-hot labels of `x`).
 
   Every completion comes from one `arjax.sample` call with `given=x`, `given_mask=observed`.
   That is exact conditioning on the observed pixels only when they form a prefix of the model's
@@ -409,8 +413,10 @@ def inpaint(model, key: jax.Array, x: np.ndarray, observed: np.ndarray, *,
   num = len(x)
   given = np.tile(x, (num_completions, 1))  # [C·N, D]
   given_mask = np.tile(np.asarray(observed, bool), (num_completions, 1))  # [C·N, D]
+  if context is not None:
+    context = np.tile(np.asarray(context), (num_completions, 1))  # [C·N, K]
   samples = sampling.sample(model, key, num_completions * num, temperature=temperature,
-                            given=given, given_mask=given_mask)
+                            given=given, given_mask=given_mask, context=context)
   return np.asarray(samples).reshape(num_completions, num, *x.shape[1:])
 
 
@@ -422,3 +428,59 @@ def inpainting_picture(x: np.ndarray, observed: np.ndarray, completions: np.ndar
   rows = images.to_uint8(np.concatenate([x[None], completions, x[None]]), num_levels)  # [C+2, N, D]
   rows[0] = np.where(observed, rows[0], np.uint8(128))
   return images.grid(rows.reshape(-1, rows.shape[-1]), image_shape, num_columns=len(x))
+
+
+# --------------------------------------------------------------- classify ---
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_classes"))
+def _class_log_likelihoods_batch(graphdef, state, x, *, num_classes):
+  model = nnx.merge(graphdef, state)
+
+  def given_class(label):  # log p(x | y = label), [B]
+    context = jnp.broadcast_to(jax.nn.one_hot(label, num_classes), (x.shape[0], num_classes))
+    return likelihood.ensemble_log_prob(model, x, context=context)
+
+  # One class after another (lax.map), so memory stays that of one pass.
+  return jax.lax.map(given_class, jnp.arange(num_classes)).T  # [B, K]
+
+
+def class_log_likelihoods(model, x: np.ndarray, num_classes: int, *, batch_size: int = 1000) -> np.ndarray:
+  """log p(x | y = k) `[N, K]` of a class-conditional model (one-hot label context) for every
+  class k, in jitted batches; for models with several mask draws, the ensemble's."""
+  if model.context_size != num_classes:
+    raise ValueError(
+        f"A classifier over {num_classes} classes needs a model conditioned on their one-hot labels "
+        f"(context_size={num_classes}); this {type(model).__name__} has context_size={model.context_size}. "
+        "Train one with data.context=label and model.context_size=K.")
+  likelihood.check_input(model, x)
+  with jax.default_matmul_precision("highest"):
+    return likelihood.map_batches(
+        functools.partial(_class_log_likelihoods_batch, num_classes=num_classes), model,
+        np.asarray(x), batch_size)
+
+
+def generative_classifier(model, x: np.ndarray, num_classes: int, *, log_prior: np.ndarray | None = None,
+                          batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+  """Classifies `x [N, *event_shape]` with a class-conditional model by Bayes' rule:
+
+      log p(y | x) = log p(x | y) + log p(y) − log Σ_k p(x | k) p(k).
+
+  Args:
+    model: a model built with `context_size=num_classes`, trained on one-hot labels.
+    x: `[N, *event_shape]` examples.
+    num_classes: K.
+    log_prior: `[K]` log p(y) (normalized here); default uniform.
+    batch_size: examples per jitted likelihood call (each evaluates all K classes).
+  Returns:
+    (predictions `[N]` int, the argmax of the posterior; log_posterior `[N, K]`).
+  """
+  if log_prior is None:
+    log_prior = np.zeros(num_classes)
+  log_prior = np.asarray(log_prior, np.float64)
+  if log_prior.shape != (num_classes,):
+    raise ValueError(f"log_prior must have shape [{num_classes}] (one per class); got {log_prior.shape}")
+  log_prior = log_prior - np.logaddexp.reduce(log_prior)
+  joint = class_log_likelihoods(model, x, num_classes, batch_size=batch_size) + log_prior  # [N, K]
+  log_posterior = joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)
+  return np.argmax(log_posterior, axis=1), log_posterior

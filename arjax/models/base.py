@@ -20,7 +20,7 @@ Optional, for O(1)-per-dimension sampling (`has_cache = True`):
 
 Optional, for families trained on something other than the exact NLL
 (`has_training_objective = True`, e.g. deep order-agnostic NADE):
-  training_objective(x, key) -> [B] an estimate of −log p(x) that training
+  training_objective(x, key, context) -> [B] an estimate of −log p(x) that training
       minimizes (and validation reports while training).
 
 Order-agnostic families (`order_agnostic = True`) model every ordering with
@@ -29,7 +29,10 @@ makes exact conditionals for any observed set possible
 (`arjax.marginal_log_prob`, exact inpainting).
 
 Families that condition on something (a class label, any context vector)
-take it as `context [B, ...]`; the others reject a context.
+take it as `context [B, ...]`; the others reject a context. Every flat family
+built with `context_size` C > 0 takes `context [B, C]` (floats, e.g. a one-hot
+label: a class-conditional model p(x | y)) and then requires it; with C = 0
+(the default) it is unconditional and has no context parameters.
 Generic code (`arjax.log_prob`, `arjax.sample`, training) uses only this.
 """
 
@@ -59,6 +62,8 @@ class AutoregressiveModel(nnx.Module):
   num_masks: int = 1
   has_training_objective: bool = False
   order_agnostic: bool = False
+  #: C, the size of the context vector the model conditions on (0: unconditional).
+  context_size: int = 0
 
   def __init__(self, event_shape: tuple[int, ...], head: heads_lib.Head,
                ordering: str | tuple[int, ...] = "raster", ordering_seed: int = 0):
@@ -82,7 +87,8 @@ class AutoregressiveModel(nnx.Module):
   def features(self, x: jax.Array, *, context: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError
 
-  def training_objective(self, x: jax.Array, key: jax.Array) -> jax.Array:
+  def training_objective(self, x: jax.Array, key: jax.Array, *,
+                         context: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError(f"{type(self).__name__} trains on the exact NLL")
 
   def set_ordering(self, ordering) -> None:
@@ -116,3 +122,24 @@ class AutoregressiveModel(nnx.Module):
   def _reject_context(context):
     if context is not None:
       raise ValueError("This model is unconditional; build it with a context size to pass a context.")
+
+  def _check_context(self, context, batch_size: int) -> jax.Array | None:
+    """The context as float `[B, C]`, or None for an unconditional model.
+
+    Raises ValueError for a context passed to an unconditional model, a
+    missing context of a conditional one, or a shape other than `[B, C]`.
+    """
+    if self.context_size == 0:
+      self._reject_context(context)
+      return None
+    name = type(self).__name__
+    if context is None:
+      raise ValueError(
+          f"This {name} is conditional (context_size={self.context_size}): pass "
+          f"context=[batch, {self.context_size}] (e.g. jax.nn.one_hot(labels, {self.context_size})).")
+    shape = tuple(jnp.shape(context))
+    if shape != (batch_size, self.context_size):
+      raise ValueError(
+          f"context must have shape [batch, context_size] = [{batch_size}, {self.context_size}] for "
+          f"this {name} (one row per example); got {shape}.")
+    return jnp.asarray(context, jnp.float32)

@@ -31,6 +31,10 @@ every j ∉ S (`conditionals_given`), and `set_ordering` accepts any
 permutation, so `arjax.marginal_log_prob` and exact inpainting put the
 observed dimensions first.
 
+Class-conditional (`context_size` C > 0): the first hidden layer also gets
+z U for a context z [B, C] and U [C, H_1], in every pass (teacher-forced,
+training estimate, sampling step).
+
 Features: the last hidden layer given the whole input (m = 1), [B, H_L].
 """
 
@@ -57,7 +61,7 @@ class DeepNADE(base.AutoregressiveModel):
   def __init__(self, event_shape, *, hidden_sizes: tuple[int, ...] = (500, 500),
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="random",
                ordering_seed: int = 0, num_masks: int = 1, activation: str = "relu",
-               positions_per_pass: int = 16, rngs: nnx.Rngs):
+               positions_per_pass: int = 16, context_size: int = 0, rngs: nnx.Rngs):
     super().__init__(event_shape, head, ordering, ordering_seed)
     self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
     if not self.hidden_sizes:
@@ -85,6 +89,10 @@ class DeepNADE(base.AutoregressiveModel):
     self.output_weights = nnx.Param(
         jax.random.normal(rngs.params(), (last, num_dims * num_params)) / jnp.sqrt(last))
     self.output_bias = nnx.Param(jnp.tile(head.init_bias()[None], (num_dims, 1)))  # [D, P]
+    self.context_size = int(context_size)
+    self.context_to_hidden = (nnx.Param(
+        jax.random.normal(rngs.params(), (self.context_size, self.hidden_sizes[0]))
+        * jnp.sqrt(2.0 / self.context_size)) if self.context_size else None)  # [C, H_1]
 
   # ----------------------------------------------------------- orderings --
 
@@ -102,17 +110,27 @@ class DeepNADE(base.AutoregressiveModel):
 
   # ------------------------------------------------------------- network --
 
-  def conditionals_given(self, inputs, observed):
+  def _hidden(self, network_inputs, context):
+    """`[B, 2D]` network inputs [x ⊙ m, m] (and `[B, C]` context) -> `[B, H_L]`."""
+    hidden = network_inputs
+    for layer, (weight, bias) in enumerate(zip(self.hidden_weights, self.hidden_biases)):
+      preactivation = hidden @ weight[...] + bias[...]  # [B, H_l]
+      if layer == 0 and context is not None:
+        preactivation = preactivation + context @ self.context_to_hidden[...]
+      hidden = ACTIVATIONS[self.activation](preactivation)
+    return hidden
+
+  def conditionals_given(self, inputs, observed, *, context=None):
     """Params of every dimension given the observed ones: `[B, D]` inputs (`head.as_input`
-    values, dimension order) and `[B, D]` 0/1 mask -> `[B, D, P]` params, dimension order.
+    values, dimension order) and `[B, D]` 0/1 mask (and `[B, C]` context for a conditional
+    model) -> `[B, D, P]` params, dimension order.
 
     Row d is p(x_d | x_observed) for the d not observed; the inputs of the
     unobserved dimensions are ignored.
     """
+    context = self._check_context(context, inputs.shape[0])
     observed = observed.astype(inputs.dtype)
-    hidden = jnp.concatenate([inputs * observed, observed], axis=-1)  # [B, 2D]
-    for weight, bias in zip(self.hidden_weights, self.hidden_biases):
-      hidden = ACTIVATIONS[self.activation](hidden @ weight[...] + bias[...])  # [B, H_l]
+    hidden = self._hidden(jnp.concatenate([inputs * observed, observed], axis=-1), context)  # [B, H_L]
     params = hidden @ self.output_weights[...]  # [B, D·P]
     return params.reshape(-1, self.num_dims, self.head.num_params) + self.output_bias[...]
 
@@ -120,20 +138,20 @@ class DeepNADE(base.AutoregressiveModel):
     return self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
 
   def conditionals(self, x, *, context=None):
-    self._reject_context(context)
+    context = self._check_context(context, x.shape[0])
     inputs = self._flat_inputs(x)  # [B, D]
     ordering = self.ordering[...]
     position_of = jnp.argsort(ordering)  # [D]
 
     def at_position(t):  # params [B, P] of dimension ordering[t] given the positions < t
       observed = jnp.broadcast_to(position_of < t, inputs.shape)
-      return self.conditionals_given(inputs, observed)[:, ordering[t]]
+      return self.conditionals_given(inputs, observed, context=context)[:, ordering[t]]
 
     by_position = jax.lax.map(at_position, jnp.arange(self.num_dims),
                               batch_size=self.positions_per_pass)  # [D, B, P]
     return self._params_to_event(jnp.swapaxes(by_position, 0, 1))
 
-  def training_objective(self, x, key):
+  def training_objective(self, x, key, *, context=None):
     """The order-agnostic estimate of −log p(x) `[B]` (one random ordering and split per example)."""
     inputs = self._flat_inputs(x)  # [B, D]
     batch, num_dims = inputs.shape
@@ -142,33 +160,33 @@ class DeepNADE(base.AutoregressiveModel):
     rank = jnp.argsort(jax.random.uniform(order_key, (batch, num_dims)), axis=-1)
     rank = jnp.argsort(rank, axis=-1)  # a uniform random permutation's positions
     observed = rank < num_observed  # [B, D]: the first d dimensions of a random ordering
-    params = self.conditionals_given(inputs, observed)
+    params = self.conditionals_given(inputs, observed, context=context)
     log_probs = self.head.log_prob(params, x.reshape(batch, num_dims))  # [B, D]
     unobserved_nll = -jnp.sum(jnp.where(observed, 0.0, log_probs), axis=-1)
     return num_dims / (num_dims - num_observed[:, 0]) * unobserved_nll
 
   def features(self, x, *, context=None):
-    self._reject_context(context)
-    hidden = jnp.concatenate([self._flat_inputs(x), jnp.ones((x.shape[0], self.num_dims))], axis=-1)
-    for weight, bias in zip(self.hidden_weights, self.hidden_biases):
-      hidden = ACTIVATIONS[self.activation](hidden @ weight[...] + bias[...])
-    return hidden  # [B, H_L]
+    context = self._check_context(context, x.shape[0])
+    network_inputs = jnp.concatenate([self._flat_inputs(x), jnp.ones((x.shape[0], self.num_dims))], axis=-1)
+    return self._hidden(network_inputs, context)  # [B, H_L]
 
   # ------------------------------------------------------------ sampling --
 
   def init_cache(self, batch_size, *, context=None):
-    self._reject_context(context)
+    context = self._check_context(context, batch_size)
     zeros = jnp.zeros((batch_size, self.num_dims))
-    return zeros, zeros  # (inputs, observed), dimension order
+    # (inputs, observed) in dimension order, and the context of a conditional model.
+    return (zeros, zeros) if context is None else (zeros, zeros, context)
 
   def step(self, cache, t):
-    inputs, observed = cache
-    return self.conditionals_given(inputs, observed)[:, self.ordering[t]], cache
+    inputs, observed, *context = cache
+    params = self.conditionals_given(inputs, observed, context=context[0] if context else None)
+    return params[:, self.ordering[t]], cache
 
   def observe(self, cache, t, value):
-    inputs, observed = cache
+    inputs, observed, *context = cache
     dim = self.ordering[t]
-    return (inputs.at[:, dim].set(self.head.as_input(value)), observed.at[:, dim].set(1.0))
+    return (inputs.at[:, dim].set(self.head.as_input(value)), observed.at[:, dim].set(1.0), *context)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -182,6 +200,7 @@ class DeepNADEConfig:
   num_masks: int = 1  # orderings in the test-time ensemble (EoNADE); training uses all orderings
   activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
   positions_per_pass: int = 16  # positions evaluated together by `conditionals` (memory/speed only)
+  context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> DeepNADE:
     return DeepNADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

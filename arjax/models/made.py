@@ -29,6 +29,14 @@ the ordering of that draw, so the generic sampler and likelihood follow it.
 `set_mask(k)` switches draws (k may be traced inside jit); training picks a
 draw per step and `arjax.ensemble_log_prob` averages the N models' probabilities.
 
+Class-conditional (`context_size` C > 0): the context z [B, C] enters the
+first hidden layer and the output unmasked,
+
+    h_1 = g(b_1 + x (W_1 ⊙ M_1) + z U),   params = ... + z U_out,
+
+with U [C, H_1] and U_out [C, D, P]: z is not one of the D dimensions, so
+every unit may see it and the autoregressive property holds.
+
 Cache: the first hidden layer's pre-activation, [B, H_1], plus the inputs seen
 so far. `observe` adds x_d W_1[d] on the hidden units that may see position t,
 and `step` recomputes the deeper layers and the one output column of position
@@ -76,7 +84,8 @@ class MADE(base.AutoregressiveModel):
   def __init__(self, event_shape, *, hidden_sizes: tuple[int, ...] = (500,),
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
                ordering_seed: int = 0, num_masks: int = 1, direct_connections: bool = False,
-               hidden_degrees: str = "random", activation: str = "relu", rngs: nnx.Rngs):
+               hidden_degrees: str = "random", activation: str = "relu", context_size: int = 0,
+               rngs: nnx.Rngs):
     super().__init__(event_shape, head, ordering, ordering_seed)
     self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
     if not self.hidden_sizes:
@@ -88,6 +97,8 @@ class MADE(base.AutoregressiveModel):
     self.activation = activation
     num_dims, num_params = self.num_dims, head.num_params
     self.num_masks = int(num_masks)
+    # Trained over many random orderings, the network models any ordering (arjax.marginals).
+    self.order_agnostic = ordering == "random" and self.num_masks > 1
 
     draw_orderings, draw_hidden_degrees = [], []
     for k in range(self.num_masks):
@@ -115,6 +126,13 @@ class MADE(base.AutoregressiveModel):
     self.direct_weights = (
         nnx.Param(0.01 * jax.random.normal(rngs.params(), (num_dims, num_dims, num_params)))
         if direct_connections else None)
+    self.context_size = int(context_size)
+    if self.context_size:
+      self.context_to_hidden = nnx.Param(jax.random.normal(
+          rngs.params(), (self.context_size, self.hidden_sizes[0])) / jnp.sqrt(self.context_size))
+      self.context_to_output = nnx.Param(jnp.zeros((self.context_size, num_dims, num_params)))  # [C, D, P]
+    else:
+      self.context_to_hidden = self.context_to_output = None
 
   # ------------------------------------------------------------- masks --
 
@@ -138,24 +156,41 @@ class MADE(base.AutoregressiveModel):
     return jnp.split(degrees, np.cumsum(self.hidden_sizes)[:-1].tolist())
 
   def _degrees(self, index) -> list[jax.Array]:
-    """`made_degrees` of draw `index`: input degrees (positions) `[D]`, then the hidden ones."""
-    ordering = jnp.take(self.draw_orderings[...], index, axis=0)  # [D]
-    return [jnp.argsort(ordering).astype(jnp.int32), *self._hidden_degrees(index)]
+    """`made_degrees` under the current ordering and the hidden degrees of draw `index`: input
+    degrees (positions) `[D]`, then the hidden ones. (`set_mask` makes the current ordering
+    that of the draw; `set_ordering` replaces it.)"""
+    return [jnp.argsort(self.ordering[...]).astype(jnp.int32), *self._hidden_degrees(index)]
+
+  def set_ordering(self, ordering) -> None:
+    """Uses the permutation `ordering [D]` (may be traced) with the current draw's hidden degrees.
+
+    Degrees are positions, so any draw's hidden degrees wire up any ordering
+    into a valid autoregressive network; it is a good model of that ordering
+    only if training saw many orderings (`order_agnostic`).
+    """
+    self.ordering = base.Ordering(jnp.asarray(ordering, jnp.int32))
 
   # ------------------------------------------------------ teacher-forced --
 
   def _activate(self, preactivation):
     return ACTIVATIONS[self.activation](preactivation)
 
-  def _hidden(self, inputs, masks):
-    """[B, D] inputs -> [B, H_L], the last hidden layer."""
+  def _first_layer_bias(self, context):
+    """b_1 [H_1], or b_1 + context U [B, H_1] for a conditional model."""
+    bias = self.hidden_biases[0][...]
+    return bias if context is None else bias + context @ self.context_to_hidden[...]
+
+  def _hidden(self, inputs, masks, context=None):
+    """[B, D] inputs (and [B, C] context) -> [B, H_L], the last hidden layer."""
     hidden = inputs
-    for weight, bias, mask in zip(self.hidden_weights, self.hidden_biases, masks[:-1]):
-      hidden = self._activate(hidden @ (weight[...] * mask) + bias[...])  # [B, H_l]
+    biases = [self._first_layer_bias(context)] + [bias[...] for bias in self.hidden_biases[1:]]
+    for weight, bias, mask in zip(self.hidden_weights, biases, masks[:-1]):
+      hidden = self._activate(hidden @ (weight[...] * mask) + bias)  # [B, H_l]
     return hidden
 
-  def _output(self, hidden, inputs, degrees, masks):
-    """[B, H_L] last hidden layer (and [B, D] inputs) -> [B, D, P] params in dimension order."""
+  def _output(self, hidden, inputs, degrees, masks, context=None):
+    """[B, H_L] last hidden layer (and [B, D] inputs, [B, C] context) -> [B, D, P] params in
+    dimension order."""
     last, num_dims, num_params = self.output_weights.shape
     output_weights = self.output_weights[...] * masks[-1][:, :, None]  # [H_L, D, P]
     params = hidden @ output_weights.reshape(last, num_dims * num_params)  # [B, D·P]
@@ -163,35 +198,41 @@ class MADE(base.AutoregressiveModel):
       direct_mask = orderings.made_masks(degrees[:1])[0]  # [D, D]
       direct = self.direct_weights[...] * direct_mask[:, :, None]  # [D, D, P]
       params = params + inputs @ direct.reshape(num_dims, num_dims * num_params)
+    if context is not None:
+      params = params + context @ self.context_to_output[...].reshape(self.context_size, -1)
     return params.reshape(-1, num_dims, num_params) + self.output_bias[...]  # [B, D, P]
 
-  def _conditionals_under(self, x, index):
-    """`conditionals` under draw `index` of the masks (traceable, so it can be vmapped)."""
+  def _conditionals_under(self, x, index, context=None):
+    """`conditionals` under draw `index` of the masks (traceable, so it can be vmapped);
+    `context` is the checked `[B, C]` context or None."""
     inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
     degrees = self._degrees(index)
     masks = orderings.made_masks(degrees)
-    params = self._output(self._hidden(inputs, masks), inputs, degrees, masks)  # [B, D, P]
+    hidden = self._hidden(inputs, masks, context)  # [B, H_L]
+    params = self._output(hidden, inputs, degrees, masks, context)  # [B, D, P]
     return params.reshape(x.shape[0], *self.event_shape, self.head.num_params)
 
   def conditionals(self, x, *, context=None):
-    self._reject_context(context)
-    return self._conditionals_under(x, self.mask_index[...])
+    context = self._check_context(context, x.shape[0])
+    return self._conditionals_under(x, self.mask_index[...], context)
 
   def features(self, x, *, context=None):
-    self._reject_context(context)
+    context = self._check_context(context, x.shape[0])
     inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
-    return self._hidden(inputs, orderings.made_masks(self._degrees(self.mask_index[...])))  # [B, H_L]
+    masks = orderings.made_masks(self._degrees(self.mask_index[...]))
+    return self._hidden(inputs, masks, context)  # [B, H_L]
 
   # ------------------------------------------------------------ sampling --
 
   def init_cache(self, batch_size, *, context=None):
-    self._reject_context(context)
-    first_layer = jnp.broadcast_to(self.hidden_biases[0][...], (batch_size, self.hidden_sizes[0]))
+    context = self._check_context(context, batch_size)
+    first_layer = jnp.broadcast_to(self._first_layer_bias(context), (batch_size, self.hidden_sizes[0]))
     inputs = jnp.zeros((batch_size, self.num_dims))  # filled in position by position
-    return first_layer, inputs
+    # A conditional model keeps the context for its term of each output.
+    return (first_layer, inputs) if context is None else (first_layer, inputs, context)
 
   def step(self, cache, t):
-    first_layer, inputs = cache
+    first_layer, inputs, *context = cache
     index = self.mask_index[...]
     # Only the deeper masks are used; the input degrees they would need are dead code.
     masks = orderings.made_masks(self._degrees(index))
@@ -204,15 +245,17 @@ class MADE(base.AutoregressiveModel):
     if self.direct_weights is not None:
       # Only the positions before t have been observed; the others are still 0.
       params = params + inputs @ self.direct_weights[:, dim]
+    if context:
+      params = params + context[0] @ self.context_to_output[:, dim]
     return params, cache
 
   def observe(self, cache, t, value):
-    first_layer, inputs = cache
+    first_layer, inputs, *context = cache
     dim = self.ordering[t]
     value = self.head.as_input(value)  # [B]
     sees = self._hidden_degrees(self.mask_index[...])[0] >= t  # [H_1]: the units that see position t
     first_layer = first_layer + value[:, None] * (self.hidden_weights[0][dim] * sees)
-    return first_layer, inputs.at[:, dim].set(value)
+    return first_layer, inputs.at[:, dim].set(value), *context
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -227,6 +270,7 @@ class MADEConfig:
   direct_connections: bool = False  # add masked input -> output weights
   hidden_degrees: str = "random"  # "random" (i.i.d., as in the paper) or "even" (deterministic)
   activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
+  context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> MADE:
     return MADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -17,6 +17,14 @@ reads out position d. With a Categorical head this is the categorical NADE
 (x_j enters as x_j / (K−1)); with a MixtureOfGaussians head it is RNADE
 (Uria, Murray & Larochelle 2013).
 
+Class-conditional (`context_size` C > 0): the context z [B, C] shifts the
+hidden bias and the output biases,
+
+    h_d = σ(c + z U + W[:d]ᵀ x_<d),   params_d = b_d + z U_out[:, d] + h_d V_d,
+
+with U [C, H] and U_out [C, D, P] (indexed by position, like b); the running
+sum then starts at c + z U, per example, and so does the sampling cache.
+
 Features: the hidden units given the whole input, σ(c + Wᵀ x) [B, H] — the
 representation the model would use to predict a dimension after all others.
 Conditioning on observed dimensions is exact only for a prefix of the ordering.
@@ -42,7 +50,8 @@ class NADE(base.AutoregressiveModel):
 
   def __init__(self, event_shape, *, num_hidden: int = 500,
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
-               ordering_seed: int = 0, chunk_size: int = 16, kernel: str = "auto", rngs: nnx.Rngs):
+               ordering_seed: int = 0, chunk_size: int = 16, kernel: str = "auto",
+               context_size: int = 0, rngs: nnx.Rngs):
     super().__init__(event_shape, head, ordering, ordering_seed)
     if kernel not in KERNELS:
       raise ValueError(f"NADE: unknown kernel {kernel!r}; choose one of {KERNELS}")
@@ -55,33 +64,57 @@ class NADE(base.AutoregressiveModel):
     self.V = nnx.Param(
         jax.random.normal(rngs.params(), (num_dims, num_hidden, num_params)) / jnp.sqrt(num_hidden))
     self.b = nnx.Param(jnp.tile(head.init_bias()[None], (num_dims, 1)))  # [D, P]
+    self.context_size = int(context_size)
+    if self.context_size:
+      self.context_to_hidden = nnx.Param(
+          jax.random.normal(rngs.params(), (self.context_size, num_hidden)) / jnp.sqrt(self.context_size))
+      self.context_to_output = nnx.Param(jnp.zeros((self.context_size, num_dims, num_params)))  # [C, D, P]
+    else:
+      self.context_to_hidden = self.context_to_output = None
+
+  def _hidden_bias(self, context):
+    """c [H] for an unconditional model, c + context U [B, H] for a conditional one."""
+    if context is None:
+      return self.c[...]
+    return self.c[...] + context @ self.context_to_hidden[...]  # [B, H]
 
   def conditionals(self, x, *, context=None):
-    self._reject_context(context)
+    context = self._check_context(context, x.shape[0])
     inputs = self._inputs_in_order(x)  # [B, D]
+    hidden_bias = self._hidden_bias(context)  # [H] or [B, H]
     kernel = self.kernel
     if kernel == "auto":
       kernel = "chunked" if jax.default_backend() == "cpu" else "cumsum"
     if kernel == "chunked":
-      params = nade_conditionals(inputs, self.W[...], self.c[...], self.V[...], self.b[...],
+      params = nade_conditionals(inputs, self.W[...], hidden_bias, self.V[...], self.b[...],
                                  chunk_size=self.chunk_size)  # [B, D, P]
     else:
-      params = nade_conditionals_reference(inputs, self.W[...], self.c[...], self.V[...], self.b[...])
+      params = nade_conditionals_reference(inputs, self.W[...], hidden_bias, self.V[...], self.b[...])
+    if context is not None:
+      params = params + jnp.einsum("bc,cdp->bdp", context, self.context_to_output[...])
     return self._params_to_event(params)
 
   def features(self, x, *, context=None):
-    self._reject_context(context)
-    return jax.nn.sigmoid(self.c[...] + self._inputs_in_order(x) @ self.W[...])  # [B, H]
+    context = self._check_context(context, x.shape[0])
+    return jax.nn.sigmoid(self._hidden_bias(context) + self._inputs_in_order(x) @ self.W[...])  # [B, H]
 
   def init_cache(self, batch_size, *, context=None):
-    self._reject_context(context)
-    return jnp.broadcast_to(self.c[...], (batch_size, self.c.shape[0]))  # [B, H] activation
+    context = self._check_context(context, batch_size)
+    activation = jnp.broadcast_to(self._hidden_bias(context), (batch_size, self.c.shape[0]))  # [B, H]
+    # The context stays in the cache for its term of each output bias.
+    return activation if context is None else (activation, context)
 
   def step(self, cache, t):
-    hidden = jax.nn.sigmoid(cache)  # [B, H]
-    return self.b[t] + hidden @ self.V[t], cache  # [B, P]
+    activation, context = cache if self.context_size else (cache, None)
+    params = self.b[t] + jax.nn.sigmoid(activation) @ self.V[t]  # [B, P]
+    if context is not None:
+      params = params + context @ self.context_to_output[:, t]
+    return params, cache
 
   def observe(self, cache, t, value):
+    if self.context_size:
+      activation, context = cache
+      return activation + self.head.as_input(value)[:, None] * self.W[t], context
     return cache + self.head.as_input(value)[:, None] * self.W[t]
 
 
@@ -95,6 +128,7 @@ class NADEConfig:
   ordering_seed: int = 0  # seed of the "random" ordering
   chunk_size: int = 16  # positions per chunk of the O(DH) pass (speed only, not the result)
   kernel: str = "auto"  # "chunked" (fast on CPU), "cumsum" (fast on GPU/TPU) or "auto" (by backend)
+  context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> NADE:
     return NADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

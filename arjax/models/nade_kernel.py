@@ -61,7 +61,7 @@ def nade_conditionals_reference(x, W, c, V, b):
   """
   contrib = x[:, :, None] * W[None]  # [B, D, H]
   # Exclusive cumsum: position d sees only inputs j < d.
-  a = c + jnp.cumsum(contrib, axis=1) - contrib  # [B, D, H]
+  a = jnp.expand_dims(c, -2) + jnp.cumsum(contrib, axis=1) - contrib  # [B, D, H]
   return jnp.einsum("ndh,dhp->ndp", jax.nn.sigmoid(a), V) + b
 
 
@@ -73,7 +73,7 @@ def nade_conditionals(x, W, c, V, b, *, chunk_size: int = 16):
   Args:
     x: [B, D] float inputs, already in ordering (position) order.
     W: [D, H] input->hidden weights (row j is the column of dimension at position j).
-    c: [H] hidden bias.
+    c: [H] hidden bias, or [B, H], one per example (a class-conditional NADE's).
     V: [D, H, P] hidden->output weights (P = number of head parameters per dimension; P=1 for Bernoulli logits, K for categorical, 3K for mixtures).
     b: [D, P] output biases.
     chunk_size: positions per scan step (C).  Larger chunks mean fewer
@@ -132,7 +132,7 @@ def _forward(C, x, W, c, V, b):
     out = jnp.einsum("nch,chp->ncp", h, Vk)  # [B, C, P]
     return a + xk @ Wk, (a, out)
 
-  a0 = jnp.broadcast_to(c, (B, c.shape[0]))
+  a0 = jnp.broadcast_to(c, (B, c.shape[-1]))
   _, (carries, outs) = jax.lax.scan(step, a0, (xs, Ws, Vs))
   params = outs.transpose(1, 0, 2, 3).reshape(B, -1, outs.shape[-1]) + b  # [B, Dp, P]
   return params, carries  # carries: [K, B, H]
@@ -145,11 +145,11 @@ def _nade_chunked(C, x, W, c, V, b):
 
 def _nade_chunked_fwd(C, x, W, c, V, b):
   params, carries = _forward(C, x, W, c, V, b)
-  return params, (x, W, V, carries)
+  return params, (x, W, c, V, carries)
 
 
 def _nade_chunked_bwd(C, residuals, g):
-  x, W, V, carries = residuals
+  x, W, c, V, carries = residuals
   B, Dp = x.shape
   K = Dp // C
   xs, Ws, Vs = _split_chunks(C, x, W, V)
@@ -173,7 +173,8 @@ def _nade_chunked_bwd(C, residuals, g):
   G0 = jnp.zeros_like(carries[0])
   G, (dWs, dVs, dxs) = jax.lax.scan(step, G0, (carries, xs, Ws, Vs, gs), reverse=True)
   dx = dxs.transpose(1, 0, 2).reshape(B, Dp)
-  dc = G.sum(0)  # after the last step G holds every position's delta
+  # After the last step G holds every position's delta, per example.
+  dc = G.sum(0) if c.ndim == 1 else G
   return dx, dWs.reshape(W.shape), dc, dVs.reshape(V.shape), g.sum(0)
 
 
