@@ -216,21 +216,22 @@ def _inpaint(args):
   if dataset.image_shape is None:
     raise ValueError(f"inpaint needs image data; {config.data.name!r} has examples of shape "
                      f"{dataset.event_shape}")
-  x = dataset.splits["test"][:args.num]
+  picked = uses.spread_indices(len(dataset.splits["test"]), args.num)  # every class, not just the first
+  x = dataset.splits["test"][picked]
   context = train.split_contexts(config, model, dataset)["test"]  # a conditional model's test labels
   observed = uses.observed_mask(args.mask, dataset.image_shape, len(x), seed=args.seed)
   completions = uses.inpaint(model, jax.random.key(args.seed), x, observed, num_completions=args.completions,
-                             context=None if context is None else context[:args.num])
+                             context=None if context is None else context[picked])
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) / f"inpaint_{args.mask}_seed{args.seed}.png")
   out.parent.mkdir(parents=True, exist_ok=True)
   iio.imwrite(out, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
                                            num_levels=dataset.num_levels))
-  exact = uses.is_prefix(observed, model.ordering[...])
+  exact = bool(model.order_agnostic) or uses.is_prefix(observed, model.ordering[...])
   print(json.dumps({
       "png": str(out), "mask": args.mask, "num": len(x), "completions": args.completions,
       "rows": "observed pixels (rest grey) / completions / original", "exact_conditioning": exact,
-      "note": "Clamping is exact conditioning only when the observed pixels are a prefix of the "
-              "model's ordering (top_half with raster order)" + ("." if exact else
+      "note": "Exact conditioning for order-agnostic models (any mask), and for the others when the "
+              "observed pixels are a prefix of the model's ordering (top_half with raster order)" + ("." if exact else
               "; here they are not, so pixels before an observed one in the ordering were drawn "
               "without seeing it and the completions are approximate.")}))
 

@@ -34,6 +34,7 @@ from arjax import data as data_lib
 from arjax import heads as heads_lib
 from arjax import images
 from arjax import likelihood
+from arjax import marginals
 from arjax import sampling
 
 # ------------------------------------------------------------------ data ---
@@ -403,10 +404,12 @@ def inpaint(model, key: jax.Array, x: np.ndarray, observed: np.ndarray, *,
   """Completions of `x [N, D]` with the pixels where `observed [N, D]` is True kept as given
   (and, for a conditional model, its `context [N, C]`, e.g. the one-hot labels of `x`).
 
-  Every completion comes from one `arjax.sample` call with `given=x`, `given_mask=observed`.
-  That is exact conditioning on the observed pixels only when they form a prefix of the model's
-  ordering (`is_prefix`, e.g. `top_half` with raster order); otherwise dimensions before an
-  observed one in the ordering are drawn without seeing it.
+  Order-agnostic models (`model.order_agnostic`) complete every image exactly, under any mask:
+  `arjax.sample_given` puts its observed pixels first in the ordering. For the others every
+  completion comes from one `arjax.sample` call with `given=x`, `given_mask=observed`, which is
+  exact conditioning only when the observed pixels form a prefix of the model's ordering
+  (`is_prefix`, e.g. `top_half` with raster order); otherwise dimensions before an observed one
+  in the ordering are drawn without seeing it.
   Returns: `[num_completions, N, D]`.
   """
   likelihood.check_input(model, x)
@@ -415,9 +418,19 @@ def inpaint(model, key: jax.Array, x: np.ndarray, observed: np.ndarray, *,
   given_mask = np.tile(np.asarray(observed, bool), (num_completions, 1))  # [C·N, D]
   if context is not None:
     context = np.tile(np.asarray(context), (num_completions, 1))  # [C·N, K]
-  samples = sampling.sample(model, key, num_completions * num, temperature=temperature,
-                            given=given, given_mask=given_mask, context=context)
+  if model.order_agnostic:
+    samples = marginals.sample_given(model, key, given, given_mask, temperature=temperature,
+                                     context=context)
+  else:
+    samples = sampling.sample(model, key, num_completions * num, temperature=temperature,
+                              given=given, given_mask=given_mask, context=context)
   return np.asarray(samples).reshape(num_completions, num, *x.shape[1:])
+
+
+def spread_indices(num_total: int, num: int) -> np.ndarray:
+  """`num` indices spread evenly over `range(num_total)`: test sets are often sorted by class,
+  so the first few examples would all show one class."""
+  return np.linspace(0, num_total - 1, min(num, num_total)).round().astype(int)
 
 
 def inpainting_picture(x: np.ndarray, observed: np.ndarray, completions: np.ndarray, image_shape, *,

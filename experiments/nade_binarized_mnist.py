@@ -3,8 +3,12 @@
     ARJAX_DATA_DIR=../shared/data python -m arjax train nade_binarized_mnist --workdir runs/nade
 
 Expected: test NLL ≤ 88.3 nats (published: 88.86 Larochelle & Murray 2011; 88.33
-Uria et al. 2014). Adam with a learning rate decaying by 0.95 per epoch; the
-model is chosen on validation NLL (early stopping).
+Uria et al. 2014). Measured: 88.15 ± 0.23 (valid 88.90), best epoch 74,
+early-stopped after epoch 99, 5.9 min on one H200
+(experiments/results/nade_binarized_mnist.json; its time budget
+`train.max_train_minutes=6.4` was not reached). Adam with a learning rate decaying by 0.98 per epoch (chosen on
+validation over 0.95, which gave 89.45 valid / 88.64 test), batch 100, model
+chosen on validation NLL (early stopping, patience 25).
 Variants: "smoke" (tiny model, a few hundred examples; seconds on CPU).
 """
 
@@ -17,8 +21,8 @@ def get_config(variant: str = "") -> Config:
   config = Config(
       data=DataConfig(name="binarized_mnist"),
       model=NADEConfig(num_hidden=500),
-      optim=OptimConfig(learning_rate=1e-3, schedule="exponential", decay_rate=0.95),
-      train=TrainConfig(batch_size=100, num_epochs=150, patience=10),
+      optim=OptimConfig(learning_rate=1e-3, schedule="exponential", decay_rate=0.98),
+      train=TrainConfig(batch_size=100, num_epochs=400, patience=25),
   )
   if variant == "":
     return config

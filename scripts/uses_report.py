@@ -143,7 +143,7 @@ def inpaint_part(args, loaded, png: pathlib.Path) -> dict:
   if dataset.image_shape is None:
     raise ValueError(f"inpainting needs image data; {config.data.name!r} has examples of shape "
                      f"{dataset.event_shape}")
-  x = dataset.splits["test"][:INPAINT_NUM]  # [N, D]
+  x = dataset.splits["test"][uses.spread_indices(len(dataset.splits["test"]), INPAINT_NUM)]  # [N, D]
   observed = uses.observed_mask(INPAINT_MASK, dataset.image_shape, len(x), seed=args.seed)  # [N, D]
   completions = uses.inpaint(model, jax.random.key(args.seed), x, observed,
                              num_completions=INPAINT_COMPLETIONS)  # [C, N, D]

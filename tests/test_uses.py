@@ -137,6 +137,18 @@ def test_ood_metrics_chance_for_the_same_distribution_and_perfect_for_noise():
     uses.ood_metrics([0.0, np.nan], [1.0])
 
 
+def test_auroc_of_a_trained_model_is_chance_on_its_own_data_and_one_on_noise(model_and_data):
+  model, _, dataset = model_and_data
+  rng = np.random.default_rng(0)
+  x = np.concatenate([dataset.splits["valid"], dataset.splits["test"]])  # 200 held-out stripes
+  nll = uses.nll_scores(model, x)["nll_nats"]
+  shuffled = rng.permutation(len(x))
+  chance = uses.ood_metrics(nll[shuffled[:100]], nll[shuffled[100:]])  # two halves of one set
+  assert abs(chance["auroc"] - 0.5) < 0.12
+  noise = uses.uniform_noise(model.head, x, rng)
+  assert uses.ood_metrics(nll, uses.nll_scores(model, noise)["nll_nats"])["auroc"] > 0.95
+
+
 def test_ood_command_scores_every_set(trained, tmp_path, capsys):
   workdir, _, _ = trained
   other = _stripes(40, np.random.default_rng(5))[0]
