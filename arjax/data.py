@@ -71,6 +71,9 @@ class DataConfig:
   max_train_examples: int | None = None  # keep only the first N training examples (smoke runs)
   max_eval_examples: int | None = None  # keep only the first N valid/test examples (smoke runs)
   context: Literal["none", "label"] = "none"  # "label": condition the model on the one-hot class label
+  # Ren et al. (2019) background models: each training value is replaced, with this probability,
+  # by a uniform draw from the data's levels (fresh every step; valid/test untouched).
+  perturb: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,14 +303,26 @@ def logit_space_to_pixel_bits_per_dim(log_prob_logit, y, *, logit_lambda: float)
   return -(log_prob_logit + log_abs_det) / (num_dims * np.log(2.0)) + 8.0
 
 
-def prepare_batch(config: DataConfig, x, key):
-  """Per-step transform of a training batch on the device: dynamic binarization or dequantization.
+def prepare_batch(config: DataConfig, x, key, *, num_levels: int | None = None):
+  """Per-step transform of a training batch on the device: dynamic binarization or
+  dequantization, and the background-model perturbation (`config.perturb`, which needs the
+  data's `num_levels`: 2 for binary, 256 for 8-bit data).
 
-  Both draw new numbers from `key`, which the train step folds with the step
+  All draw new numbers from `key`, which the train step folds with the step
   number, so every step sees fresh noise.
   """
   import jax
   import jax.numpy as jnp
+  binarize_key, perturb_key, level_key = jax.random.split(key, 3)
+  if config.perturb:
+    if num_levels is None or config.dequantize != "none":
+      raise ValueError("data.perturb needs discrete data (binary or 8-bit, no dequantization)")
+    if config.binarize == "dynamic":
+      x = jax.random.bernoulli(binarize_key, x / 255.0).astype(x.dtype)
+      num_levels = 2
+    replace = jax.random.bernoulli(perturb_key, config.perturb, x.shape)
+    uniform = jax.random.randint(level_key, x.shape, 0, num_levels).astype(x.dtype)
+    return jnp.where(replace, uniform, x)
   if config.binarize == "dynamic":
     return jax.random.bernoulli(key, x / 255.0).astype(x.dtype)
   if config.dequantize == "logit":

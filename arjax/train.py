@@ -148,7 +148,7 @@ def training_nll(model, x, key, *, context=None):
   return -likelihood.log_prob(model, x, context=context)
 
 
-def _make_train_step(graphdef, rest, tx, data_config):
+def _make_train_step(graphdef, rest, tx, data_config, num_levels=None):
   def loss_fn(params, x, context, mask_key):
     return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key, context=context))
 
@@ -158,7 +158,8 @@ def _make_train_step(graphdef, rest, tx, data_config):
     `train_context [N, C]`, a conditional model's contexts)."""
     key = jax.random.fold_in(key, state["step"])  # resumed runs draw the same numbers
     data_key, mask_key = jax.random.split(key)
-    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), data_key)
+    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), data_key,
+                               num_levels=num_levels)
     context = None if train_context is None else jnp.take(train_context, indices, axis=0)  # [B, C]
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, context, mask_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -314,7 +315,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   num_params = sum(p.size for p in jax.tree.leaves(params))
-  train_step = _make_train_step(graphdef, rest, tx, config.data)
+  if config.data.perturb and not 0.0 < config.data.perturb < 1.0:
+    raise ValueError(f"data.perturb must lie in (0, 1); got {config.data.perturb}")
+  train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels)
 
   saved_config = {"experiment": experiment, "overrides": list(overrides), "config": config_lib.to_dict(config)}
   config_path = workdir / "config.json"

@@ -4,6 +4,8 @@ import gzip
 import struct
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -102,3 +104,16 @@ def test_tfds_source_with_mock_data(monkeypatch):
   assert [len(dataset.splits[s]) for s in data.SPLITS] == [25, 5, 30]
   assert dataset.event_shape == (784,) and dataset.num_levels == 2
   assert dataset.labels["valid"].shape == (5,)
+
+
+@pytest.mark.parametrize("num_levels", [2, 256])
+def test_perturb_replaces_a_fraction_of_values_by_uniform_levels(num_levels):
+  config = data.DataConfig(perturb=0.3)
+  x = jnp.zeros((200, 100), jnp.uint8)
+  perturbed = np.asarray(data.prepare_batch(config, x, jax.random.key(0), num_levels=num_levels))
+  assert perturbed.dtype == np.uint8 and perturbed.max() < num_levels
+  # A replaced value is uniform over the levels, so it stays 0 with probability 1/num_levels.
+  expected = 0.3 * (1 - 1 / num_levels)
+  assert abs(np.mean(perturbed != 0) - expected) < 0.01
+  with pytest.raises(ValueError, match="discrete"):
+    data.prepare_batch(config, x, jax.random.key(0))
