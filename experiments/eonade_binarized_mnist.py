@@ -12,6 +12,10 @@ end: the test NLL is the ensemble over 16 random orderings, log-mean-exp of
 the 16 exact likelihoods (published EoNADE 2 hidden layers: 85.10 nats), and
 `test_nll_single_mask_nats` gives one ordering alone. The exact test
 evaluation (16 × 784 passes of 10,000 digits) is a GPU job.
+Measured: 93.67 nats for the 16-ordering ensemble, 98.45 for one ordering,
+after 59 epochs stopped by a 5.4-min budget on an H200 (plus 1 min of exact
+evaluation; experiments/results/eonade_binarized_mnist.json) — far from the
+paper's training length.
 Variants: "smoke" (tiny, seconds on CPU).
 """
 

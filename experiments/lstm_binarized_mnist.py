@@ -2,7 +2,8 @@
 
     ARJAX_DATA_DIR=../shared/data python -m arjax train lstm_binarized_mnist --workdir runs/lstm
 
-Expected: test NLL to be measured (no run yet). The model reads the 784 pixels
+Measured: 112.45 nats after one epoch (7.2 min on an H200 shared with ten other
+runs; experiments/results/lstm_binarized_mnist.json) — not converged. The model reads the 784 pixels
 one per step, with a learned position embedding (arjax/models/rnn.py); the
 gradient is clipped to global norm 1, the usual guard against the occasional
 exploding gradient of a 784-step recurrence. Model chosen on validation NLL.

@@ -7,7 +7,10 @@ dequantization, logit transform with λ = 1e-6, NLL in nats of the logit-space
 density, plus `test_bits_per_pixel_8bit`). The network follows MAF's MADE MoG
 (Papamakarios et al. 2017): two hidden layers of 1024 ReLU units, 10
 components, raster ordering. Adam at 1e-4, batch 100, early stopping on
-validation NLL (patience 30).
+validation NLL (patience 30). MAF's Table 2 gives MADE MoG on MNIST −1038.5.
+Measured: 1035.6 nats (log-likelihood −1035.6; 1.405 bits per 8-bit pixel)
+after 61 epochs, stopped by a 6.4-min budget on an H200 while still improving
+(experiments/results/made_mog_mnist_logit.json).
 Variants: "smoke" (tiny, seconds on CPU).
 """
 

@@ -9,7 +9,8 @@ D·H·256 weights: with 100 hidden units the model has 20,349,604 parameters
 (W 78,400 + c 100 + V 20,070,400 + b 200,704); NADE-500 would have 100,945,204,
 hence 100 hidden units here.
 
-Expected: to be measured; a GPU run is planned. Adam at 1e-3 decaying by 0.95
+Measured: 716.6 nats = 1.319 bits/dim after 71 epochs, stopped by a 6.4-min
+budget on an H200 (experiments/results/nade_categorical_mnist.json). Adam at 1e-3 decaying by 0.95
 per epoch, batch 100, early stopping on validation NLL (patience 10).
 Variants: "smoke" (8 hidden units, 300 training examples, 1 epoch; seconds on CPU).
 """

@@ -10,8 +10,9 @@ with its digit labels (`mnist.npz`: 50,000 / 10,000 / 10,000, the classic split)
 binarized once with a fixed seed; `binarized_mnist` has no labels, so its NLLs
 are not comparable with this run's. Training as `nade_binarized_mnist`.
 
-Expected: to be measured (test −log p(x | y) in nats, and the generative
-classifier's test accuracy under a uniform prior).
+Measured: −log p(x | y) = 85.67 nats, generative classifier 93.51% test accuracy
+under a uniform prior (150 epochs, 3.5 min on an H200;
+experiments/results/nade_class_conditional_mnist*.json).
 Variants: "smoke" (tiny model, a few hundred examples; seconds on CPU).
 """
 
