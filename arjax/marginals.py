@@ -60,33 +60,9 @@ def _with_ordering(graphdef, state, observed_row):
   return model
 
 
-def marginal_log_prob(model: AutoregressiveModel, x: jax.Array, observed, *,
-                      context: jax.Array | None = None) -> jax.Array:
-  """log p(x_S) `[B]` nats: the marginal of the dimensions where `observed` is True.
-
-  `observed` is bool `[D]` (one set for the batch) or `[B, D]` (a set per
-  example); the values of `x` outside it are ignored. Exact for order-agnostic
-  models under any set, for the others when the set is a prefix of the
-  ordering (else a ValueError). An order-agnostic ensemble (num_masks > 1) is
-  evaluated under its current draw's network.
-  """
-  likelihood.check_input(model, x)
-  batch = x.shape[0]
-  observed = _check(model, observed, batch)
-  graphdef, state = nnx.split(model)
-
-  def one(x_row, observed_row, context_row):
-    row_model = _with_ordering(graphdef, state, observed_row)
-    row_context = None if context_row is None else context_row[None]
-    per_dim = likelihood.log_prob_per_dim(row_model, x_row[None], context=row_context)
-    return jnp.sum(jnp.where(observed_row, per_dim.reshape(-1), 0.0))
-
-  return jax.vmap(one)(x, observed, context)
-
-
-def conditional_log_prob(model: AutoregressiveModel, x: jax.Array, observed, *,
-                         context: jax.Array | None = None) -> jax.Array:
-  """log p(x_rest | x_S) `[B]` = log p(x) − log p(x_S), under the same ordering per example."""
+def _per_dim_observed_first(model, x, observed, context):
+  """log p(x_d | x before d) `[B, D]` with each row's observed dimensions first in its ordering,
+  and that `observed` as bool `[B, D]`."""
   likelihood.check_input(model, x)
   observed = _check(model, observed, x.shape[0])
   graphdef, state = nnx.split(model)
@@ -94,10 +70,32 @@ def conditional_log_prob(model: AutoregressiveModel, x: jax.Array, observed, *,
   def one(x_row, observed_row, context_row):
     row_model = _with_ordering(graphdef, state, observed_row)
     row_context = None if context_row is None else context_row[None]
-    per_dim = likelihood.log_prob_per_dim(row_model, x_row[None], context=row_context)
-    return jnp.sum(jnp.where(observed_row, 0.0, per_dim.reshape(-1)))
+    return likelihood.log_prob_per_dim(row_model, x_row[None], context=row_context).reshape(-1)
 
-  return jax.vmap(one)(x, observed, context)
+  return jax.vmap(one)(x, observed, context), observed
+
+
+def marginal_log_prob(model: AutoregressiveModel, x: jax.Array, observed, *,
+                      context: jax.Array | None = None) -> jax.Array:
+  """log p(x_S) `[B]` nats: the marginal of the dimensions where `observed` is True.
+
+  `observed` is bool `[D]` (one set for the batch) or `[B, D]` (a set per
+  example); the values of `x` outside it are ignored. Exact for order-agnostic
+  models under any set, for the others when the set is a prefix of the
+  ordering (else a ValueError). An order-agnostic model that is not perfectly
+  trained defines one joint per ordering; this is the marginal of the joint of
+  the ordering that puts the set first. An ensemble (num_masks > 1) is
+  evaluated under its current draw's network.
+  """
+  per_dim, observed = _per_dim_observed_first(model, x, observed, context)
+  return jnp.sum(jnp.where(observed, per_dim, 0.0), axis=-1)
+
+
+def conditional_log_prob(model: AutoregressiveModel, x: jax.Array, observed, *,
+                         context: jax.Array | None = None) -> jax.Array:
+  """log p(x_rest | x_S) `[B]` = log p(x) − log p(x_S), under the same ordering per example."""
+  per_dim, observed = _per_dim_observed_first(model, x, observed, context)
+  return jnp.sum(jnp.where(observed, 0.0, per_dim), axis=-1)
 
 
 def sample_given(model: AutoregressiveModel, key: jax.Array, x: jax.Array, observed, *,
