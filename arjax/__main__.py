@@ -210,7 +210,7 @@ def _inpaint(args):
   import imageio.v3 as iio
   import jax
 
-  from arjax import train, uses
+  from arjax import marginals, train, uses
 
   model, config, dataset = _trained(args)
   if dataset.image_shape is None:
@@ -226,7 +226,7 @@ def _inpaint(args):
   out.parent.mkdir(parents=True, exist_ok=True)
   iio.imwrite(out, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
                                            num_levels=dataset.num_levels))
-  exact = bool(model.order_agnostic) or uses.is_prefix(observed, model.ordering[...])
+  exact = marginals.is_exact(model, observed)
   print(json.dumps({
       "png": str(out), "mask": args.mask, "num": len(x), "completions": args.completions,
       "rows": "observed pixels (rest grey) / completions / original", "exact_conditioning": exact,

@@ -31,6 +31,19 @@ def observed_first(observed: jax.Array, ordering: jax.Array) -> jax.Array:
   return ordering[jnp.argsort(~observed_in_order, stable=True)]
 
 
+def is_prefix(observed: np.ndarray, ordering: np.ndarray) -> bool:
+  """Whether, in every row of `observed [N, D]`, the observed dimensions come first in `ordering [D]`
+  — the case where clamping them in the sampler is exact conditioning."""
+  in_order = np.asarray(observed)[:, np.asarray(ordering)]  # [N, D], position order
+  return bool(np.all(in_order[:, :-1] >= in_order[:, 1:]))
+
+
+def is_exact(model: AutoregressiveModel, observed: np.ndarray) -> bool:
+  """Whether `model` conditions exactly on the observed sets `observed [N, D]`: always for an
+  order-agnostic model, else only when every set is a prefix of its ordering."""
+  return bool(model.order_agnostic) or is_prefix(observed, model.ordering[...])
+
+
 def _check(model: AutoregressiveModel, observed, batch: int) -> jax.Array:
   """`observed` as bool `[B, D]`; for a fixed-order model, checks that it is a prefix."""
   observed = jnp.asarray(observed, bool)
@@ -41,15 +54,12 @@ def _check(model: AutoregressiveModel, observed, batch: int) -> jax.Array:
   if observed.shape != (batch, model.num_dims):
     raise ValueError(f"observed must be [D] or [B, D] (or [B, *event_shape]) with D = "
                      f"{model.num_dims}, B = {batch}; got {observed.shape}")
-  if not model.order_agnostic and heads_lib.is_concrete(observed):
-    by_position = np.asarray(observed)[:, np.asarray(model.ordering[...])]  # [B, D]
-    count = by_position.sum(-1, keepdims=True)
-    if not np.all(by_position == (np.arange(model.num_dims) < count)):
-      raise ValueError(
-          f"{type(model).__name__} models one fixed ordering, so the observed dimensions must "
-          "be a prefix of model.ordering for an exact marginal or conditional. Use an "
-          "order-agnostic model (DeepNADE, or MADE with ordering='random' and num_masks > 1), "
-          "or `arjax.sample(..., given=, given_mask=)` for approximate (prefix) completion.")
+  if heads_lib.is_concrete(observed) and not is_exact(model, observed):
+    raise ValueError(
+        f"{type(model).__name__} models one fixed ordering, so the observed dimensions must "
+        "be a prefix of model.ordering for an exact marginal or conditional. Use an "
+        "order-agnostic model (DeepNADE, or MADE with ordering='random' and num_masks > 1), "
+        "or `arjax.sample(..., given=, given_mask=)` for approximate (prefix) completion.")
   return observed
 
 

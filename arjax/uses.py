@@ -391,11 +391,7 @@ def observed_mask(kind: str, image_shape, num: int, *, seed: int = 0) -> np.ndar
   return np.broadcast_to(observed, (num, observed.size)).copy()
 
 
-def is_prefix(observed: np.ndarray, ordering: np.ndarray) -> bool:
-  """Whether, in every row of `observed [N, D]`, the observed dimensions come first in `ordering [D]`
-  — the case where clamping them in the sampler is exact conditioning."""
-  in_order = np.asarray(observed)[:, np.asarray(ordering)]  # [N, D], position order
-  return bool(np.all(in_order[:, :-1] >= in_order[:, 1:]))
+is_prefix = marginals.is_prefix  # the observed pixels come first in the ordering
 
 
 def inpaint(model, key: jax.Array, x: np.ndarray, observed: np.ndarray, *,

@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from arjax import data as data_lib
-from arjax import plots, train, uses
+from arjax import marginals, plots, train, uses
 
 DEFAULT_OOD = ("fashion_mnist", "noise", "flip", "rotate90")
 INPAINT_MASK = "top_half"  # a prefix of raster orderings: exact conditioning
@@ -151,7 +151,7 @@ def inpaint_part(args, loaded, png: pathlib.Path) -> dict:
                                            num_levels=dataset.num_levels))
   return {"png": str(png), "mask": INPAINT_MASK, "num": len(x), "completions": INPAINT_COMPLETIONS,
           "rows": "observed pixels (rest grey) / completions / original",
-          "exact_conditioning": uses.is_prefix(observed, model.ordering[...]),
+          "exact_conditioning": marginals.is_exact(model, observed),
           "command": _command("python", "-m", "arjax", "inpaint", args.workdir, "--checkpoint", args.checkpoint,
                               "--mask", INPAINT_MASK, "--num", INPAINT_NUM, "--completions",
                               INPAINT_COMPLETIONS, "--seed", args.seed, "--out", png)}
