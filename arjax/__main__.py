@@ -101,12 +101,9 @@ def _curves(args):
 
 def _trained(args):
   """(model, config, dataset) with every split of the training data in the model's support."""
-  from arjax import train, uses
+  from arjax import uses
 
-  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
-  if config.data.binarize == "dynamic":  # the train split is still 8-bit: binarize it once
-    dataset = uses.load_data_like(config.data, model)
-  return model, config, dataset
+  return uses.load_trained(args.workdir, which=args.checkpoint)
 
 
 def _require_unconditional(model, command: str, why: str) -> None:

@@ -36,6 +36,7 @@ from arjax import images
 from arjax import likelihood
 from arjax import marginals
 from arjax import sampling
+from arjax import train
 
 # ------------------------------------------------------------------ data ---
 
@@ -63,6 +64,16 @@ def load_data_like(data_config: data_lib.DataConfig, model, name: str | None = N
     raise ValueError(f"Dataset {config.name!r} has examples of shape {dataset.event_shape}; the model "
                      f"takes {model.event_shape}.")
   return dataset
+
+
+def load_trained(workdir, *, which: str = "best"):
+  """(model, config, dataset) of a training workdir, every split of the dataset in the model's
+  support: `train.load_trained_model`, with a dynamically binarized training split (still 8-bit
+  on load) binarized once."""
+  model, config, dataset = train.load_trained_model(workdir, which=which)
+  if config.data.binarize == "dynamic":
+    dataset = load_data_like(config.data, model)
+  return model, config, dataset
 
 
 # --------------------------------------------------------------- scoring ---

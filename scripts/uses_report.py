@@ -239,9 +239,7 @@ def main(argv=None) -> int:
 
   load_start = time.time()
   try:
-    loaded = train.load_trained_model(args.workdir, which=args.checkpoint)
-    if loaded[1].data.binarize == "dynamic":  # the train split is still 8-bit: binarize it once
-      loaded = (loaded[0], loaded[1], uses.load_data_like(loaded[1].data, loaded[0]))
+    loaded = uses.load_trained(args.workdir, which=args.checkpoint)
   except Exception as e:
     if not isinstance(e, (ValueError, FileNotFoundError)):
       traceback.print_exc()
