@@ -159,20 +159,10 @@ def _ood(args):
     if background.event_shape != model.event_shape:
       raise ValueError(f"The background model takes {background.event_shape}; the model {model.event_shape}")
 
-  def scores_of(x):
-    nll = uses.nll_scores(model, x)["nll_nats"]
-    ratio = None if background is None else nll - uses.nll_scores(background, x)["nll_nats"]
-    return nll, ratio
-
-  nll_in, ratio_in = scores_of(test)
-  table = {}
-  nll_out = {}
-  for name, x in sets.items():
-    nll_out[name], ratio_out = scores_of(x)
-    table[name] = {"count": len(x), "mean_nll_nats": float(np.mean(nll_out[name])),
-                   "nll": uses.ood_metrics(nll_in, nll_out[name])}
-    if background is not None:
-      table[name]["likelihood_ratio"] = uses.ood_metrics(ratio_in, ratio_out)
+  scores_in = uses.ood_scores(model, test, background)
+  scores_out = {name: uses.ood_scores(model, x, background) for name, x in sets.items()}
+  table = {name: uses.ood_set_summary(scores_in, scores) for name, scores in scores_out.items()}
+  nll_in, nll_out = scores_in[0], {name: scores[0] for name, scores in scores_out.items()}
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "ood")
   out.mkdir(parents=True, exist_ok=True)
   picture, legend = uses.histogram_picture(nll_in, nll_out)
@@ -183,8 +173,7 @@ def _ood(args):
       "in_distribution": {"data": config.data.name, "split": "test", "count": len(test),
                           "mean_nll_nats": float(np.mean(nll_in))},
       "ood": table,
-      "note": "score = NLL (higher = more anomalous), OOD is the positive class"
-              + ("; likelihood_ratio: NLL_model − NLL_background (Ren et al. 2019)" if background else ""),
+      "note": uses.ood_note(background is not None),
       "histogram": {"file": str(out / "histogram.png"), "panels": legend,
                     "colors": {"in_distribution": "blue", "ood": "orange"}},
   }

@@ -251,6 +251,30 @@ _IN_COLOR = np.array([31, 119, 180], np.float32)  # blue
 _OUT_COLOR = np.array([255, 127, 14], np.float32)  # orange
 
 
+def ood_scores(model, x: np.ndarray, background=None) -> tuple[np.ndarray, np.ndarray | None]:
+  """(NLL `[N]` of `x` under `model`, and NLL_model − NLL_background `[N]`, the likelihood ratio of
+  Ren et al. 2019, or None without a background model)."""
+  nll = nll_scores(model, x)["nll_nats"]
+  return nll, None if background is None else nll - nll_scores(background, x)["nll_nats"]
+
+
+def ood_set_summary(scores_in, scores_out) -> dict:
+  """Count, mean NLL and the `ood_metrics` of one OOD set from the `ood_scores` of the
+  in-distribution set and of it (and of the likelihood ratio, when there is one)."""
+  (nll_in, ratio_in), (nll_out, ratio_out) = scores_in, scores_out
+  summary = {"count": len(nll_out), "mean_nll_nats": float(np.mean(nll_out)),
+             "nll": ood_metrics(nll_in, nll_out)}
+  if ratio_out is not None:
+    summary["likelihood_ratio"] = ood_metrics(ratio_in, ratio_out)
+  return summary
+
+
+def ood_note(background: bool) -> str:
+  """What the figures of an OOD evaluation mean."""
+  return ("score = NLL (higher = more anomalous), OOD is the positive class"
+          + ("; likelihood_ratio: NLL_model − NLL_background (Ren et al. 2019)" if background else ""))
+
+
 def histogram_picture(scores_in: np.ndarray, scores_out: dict[str, np.ndarray], *, num_bins: int = 60,
                       width: int = 480, panel_height: int = 120) -> tuple[np.ndarray, list[dict]]:
   """One panel per OOD set: histograms of `scores_in [N]` (blue) and `scores_out[name] [M]`

@@ -84,31 +84,23 @@ def ood_part(args, loaded, background, png: pathlib.Path) -> dict:
   model, config, dataset = loaded
   test = dataset.splits["test"]  # [N, D]
 
-  def scores_of(x):
-    nll = uses.nll_scores(model, x)["nll_nats"]  # [N]
-    ratio = None if background is None else nll - uses.nll_scores(background, x)["nll_nats"]
-    return nll, ratio
-
-  nll_in, ratio_in = scores_of(test)
+  scores_in = uses.ood_scores(model, test, background)
+  nll_in = scores_in[0]  # [N]
   table, nll_out = {}, {}
   for name in args.ood:
     try:
       x = uses.ood_inputs(name, test, model=model, data_config=config.data,
                           image_shape=dataset.image_shape, seed=args.seed)
-      nll, ratio = scores_of(x)
-      table[name] = {"count": len(x), "mean_nll_nats": float(np.mean(nll)),
-                     "nll": uses.ood_metrics(nll_in, nll)}
-      if background is not None:
-        table[name]["likelihood_ratio"] = uses.ood_metrics(ratio_in, ratio)
-      nll_out[name] = nll
+      scores = uses.ood_scores(model, x, background)
+      table[name] = uses.ood_set_summary(scores_in, scores)
+      nll_out[name] = scores[0]
     except Exception as e:  # one missing dataset must not cost the other sets
       table[name] = {"error": _error(e)}
   result = {
       "in_distribution": {"data": config.data.name, "split": "test", "count": len(test),
                           "mean_nll_nats": float(np.mean(nll_in))},
       "ood": table,
-      "note": "score = NLL (higher = more anomalous), OOD is the positive class"
-              + ("; likelihood_ratio: NLL_model − NLL_background (Ren et al. 2019)" if background else ""),
+      "note": uses.ood_note(background is not None),
       "command": _command("python", "-m", "arjax", "ood", args.workdir, "--checkpoint", args.checkpoint,
                           *[word for name in nll_out for word in ("--ood", name)],
                           *(("--background", args.background) if background is not None else ()),
