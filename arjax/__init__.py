@@ -20,7 +20,7 @@ def features(model, x, *, context=None):
 
 
 __all__ = [
-    "bits_per_dim", "check_input", "ensemble_log_prob", "features", "heads", "log_prob", "log_prob_per_dim",
-    "models", "orderings", "sample",
+    "bits_per_dim", "check_input", "conditional_log_prob", "ensemble_log_prob", "features", "heads",
+    "log_prob", "log_prob_per_dim", "marginal_log_prob", "models", "orderings", "sample", "sample_given",
 ]
 __version__ = "0.1.0"

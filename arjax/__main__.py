@@ -70,18 +70,14 @@ def _sample(args):
     raise ValueError(f"--label {args.label}: the model is unconditional (train one with data.context=label)")
   if args.label is not None and not 0 <= args.label < num_classes:
     raise ValueError(f"--label must lie in [0, {num_classes}); got {args.label}")
-  if num_classes and args.label is None:  # one row of ⌈num / K⌉ samples per class
-    num_per_class = -(-args.num // num_classes)
-    context = sampling.per_class_context(num_classes, num_per_class)
-    num_columns, suffix = num_per_class, "_per_class"
-  elif args.label is not None:
+  key = jax.random.key(args.seed)
+  if args.label is not None:
     context = jax.nn.one_hot(np.full(args.num, args.label), num_classes)  # [num, K]
+    samples = np.asarray(sampling.sample(model, key, args.num, temperature=args.temperature, context=context))
     num_columns, suffix = None, f"_label{args.label}"
-  else:
-    context, num_columns, suffix = None, None, ""
-  num = args.num if context is None else len(context)
-  samples = np.asarray(sampling.sample(model, jax.random.key(args.seed), num, temperature=args.temperature,
-                                       context=context))
+  else:  # a conditional model's: one row of ⌈num / K⌉ samples per class
+    samples, num_columns = train.sample_grid(model, key, args.num, temperature=args.temperature)
+    suffix = "_per_class" if num_classes else ""
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) /
                      f"samples_seed{args.seed}_t{args.temperature}{suffix}.png")
   if dataset.image_shape is None:

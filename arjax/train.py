@@ -29,7 +29,6 @@ to train data-parallel, place `state` replicated and the data sharded with
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -270,14 +269,15 @@ def write_json(path: pathlib.Path, value) -> None:
   tmp.replace(path)
 
 
-def sample_grid(model, key, num_samples: int) -> tuple[np.ndarray, int | None]:
+def sample_grid(model, key, num_samples: int, *, temperature: float = 1.0) -> tuple[np.ndarray, int | None]:
   """(samples `[N, D]`, columns of their grid): `num_samples` samples, or for a class-conditional
   model ⌈num_samples / K⌉ of every class, one row per class (None: a square grid)."""
   if not model.context_size:
-    return np.asarray(sampling.sample(model, key, num_samples)), None
+    return np.asarray(sampling.sample(model, key, num_samples, temperature=temperature)), None
   num_per_class = -(-num_samples // model.context_size)
   context = sampling.per_class_context(model.context_size, num_per_class)  # [K·n, K]
-  return np.asarray(sampling.sample(model, key, len(context), context=context)), num_per_class
+  samples = sampling.sample(model, key, len(context), temperature=temperature, context=context)
+  return np.asarray(samples), num_per_class
 
 
 def _save_samples(model, dataset, path, key, num_samples):

@@ -11,7 +11,7 @@ import scipy.stats
 from flax import nnx
 
 import arjax
-from arjax import heads, models
+from arjax import models
 from conftest import all_configurations, perturb
 
 NUM_DIMS = 5
