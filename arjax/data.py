@@ -313,21 +313,21 @@ def prepare_batch(config: DataConfig, x, key, *, num_levels: int | None = None):
   """
   import jax
   import jax.numpy as jnp
-  binarize_key, perturb_key, level_key = jax.random.split(key, 3)
+  binarize_key = key
   if config.perturb:
     if num_levels is None or config.dequantize != "none":
       raise ValueError("data.perturb needs discrete data (binary or 8-bit, no dequantization)")
-    if config.binarize == "dynamic":
-      x = jax.random.bernoulli(binarize_key, x / 255.0).astype(x.dtype)
-      num_levels = 2
-    replace = jax.random.bernoulli(perturb_key, config.perturb, x.shape)
-    uniform = jax.random.randint(level_key, x.shape, 0, num_levels).astype(x.dtype)
-    return jnp.where(replace, uniform, x)
+    binarize_key, perturb_key, level_key = jax.random.split(key, 3)
   if config.binarize == "dynamic":
-    return jax.random.bernoulli(key, x / 255.0).astype(x.dtype)
-  if config.dequantize == "logit":
+    x = jax.random.bernoulli(binarize_key, x / 255.0).astype(x.dtype)
+    num_levels = 2
+  elif config.dequantize == "logit":
     noise = jax.random.uniform(key, x.shape)  # [B, D] in [0, 1)
     return logit_dequantize(x.astype(jnp.float32), noise, logit_lambda=config.logit_lambda, xp=jnp)
+  if config.perturb:
+    replace = jax.random.bernoulli(perturb_key, config.perturb, x.shape)
+    uniform = jax.random.randint(level_key, x.shape, 0, num_levels).astype(x.dtype)
+    x = jnp.where(replace, uniform, x)
   return x
 
 
@@ -340,6 +340,8 @@ def resolve_data_dir(config: DataConfig) -> str | None:
 
 def load_dataset(config: DataConfig) -> Dataset:
   """Loads, checks and transforms a dataset as the config says; all in memory."""
+  if not 0.0 <= config.perturb < 1.0:
+    raise ValueError(f"data.perturb must lie in (0, 1) (or be 0: off); got {config.perturb}")
   data_dir = resolve_data_dir(config)
   source = config.source
   if source == "auto":

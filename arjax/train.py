@@ -315,8 +315,6 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   num_params = sum(p.size for p in jax.tree.leaves(params))
-  if config.data.perturb and not 0.0 < config.data.perturb < 1.0:
-    raise ValueError(f"data.perturb must lie in (0, 1); got {config.data.perturb}")
   train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels)
 
   saved_config = {"experiment": experiment, "overrides": list(overrides), "config": config_lib.to_dict(config)}
