@@ -16,7 +16,6 @@ reported next to each input run's, with which run each position came from.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import pathlib
@@ -27,18 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from arjax import likelihood, train
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _per_dim(graphdef, state, x):
-  model = nnx.merge(graphdef, state)
-  return likelihood.log_prob_per_dim(model, x).reshape(x.shape[0], -1)  # [B, D]
-
-
-def per_dim_log_prob(model, x, batch_size=1000):
-  with jax.default_matmul_precision("highest"):
-    return likelihood.map_batches(_per_dim, model, x, batch_size)  # [N, D]
+from arjax import train, uses
 
 
 def main(argv=None):
@@ -60,7 +48,8 @@ def main(argv=None):
   if len(orderings) != 1 or len({c.data for c in configs}) != 1:
     raise ValueError("the runs must share their data config and ordering")
 
-  valid = np.stack([per_dim_log_prob(m, dataset.splits["valid"]).mean(0) for m in models])  # [R, D]
+  valid = np.stack([-uses.nll_scores(m, dataset.splits["valid"])["per_dim_nll"].mean(0)
+                    for m in models])  # [R, D], log-likelihood per dimension
   best = np.argmax(valid, axis=0)  # [D], by dimension
   chosen_at_position = best[np.asarray(models[0].ordering[...])]  # [D], by position
   alpha = np.stack([np.asarray(models[k].alpha[...])[t] for t, k in enumerate(chosen_at_position)])
@@ -70,7 +59,7 @@ def main(argv=None):
   composite.bias = nnx.Param(jax.numpy.asarray(bias))  # [D, P]
 
   def nll(model, split):
-    log_prob = per_dim_log_prob(model, dataset.splits[split]).sum(-1)
+    log_prob = -uses.nll_scores(model, dataset.splits[split])["nll_nats"]  # [N]
     return -float(np.mean(log_prob)), float(np.std(log_prob) / math.sqrt(len(log_prob)))
 
   test_nll, test_stderr = nll(composite, "test")
