@@ -44,6 +44,7 @@ class TrainConfig:
   num_samples: int = 64  # samples drawn into the per-epoch PNG grid
   log_every: int = 50  # steps between progress-bar updates and NaN checks
   max_train_minutes: float | None = None  # wall-clock budget of one invocation: stop after the epoch that passes it, then test
+  init_from: str | None = None  # warm start: a training workdir whose best parameters start this run (fresh optimizer)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

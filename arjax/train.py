@@ -249,6 +249,20 @@ def load_trained_model(workdir, *, which: str = "best"):
   return nnx.merge(graphdef, restored["params"], rest), config, dataset
 
 
+def _warm_start_params(source, params):
+  """The best-checkpoint parameters of the training workdir `source`, shaped like `params`."""
+  manager = _manager(pathlib.Path(source), "best")
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"train.init_from={str(source)!r}: no best checkpoint in "
+                            f"{pathlib.Path(source) / 'checkpoints'}; name the workdir of a finished run")
+  try:
+    _, restored = _restore(manager, params=params)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"train.init_from={str(source)!r} holds parameters of another model shape; "
+                     f"warm-start only from a run of the same model config ({e})") from e
+  return restored["params"]
+
+
 # ------------------------------------------------------------------ loop ---
 
 
@@ -336,6 +350,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
                               optimizer={"opt_state": state["opt_state"], "step": state["step"]})
     state = {"params": restored["params"], **restored["optimizer"]}
     print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
+  elif train_config.init_from is not None:
+    state["params"] = _warm_start_params(train_config.init_from, state["params"])
+    print(f"Starting from the best parameters of {train_config.init_from}", flush=True)
 
   key = jax.random.key(train_config.seed)
   shuffle_key, step_key, sample_key = jax.random.split(key, 3)

@@ -72,12 +72,27 @@ if [ "${CAMPAIGN:-1}" = 1 ]; then  # 2026-11-26, first lease: every benchmark of
   run rnade_mnist_logit rnade_mnist_logit smoke
   run made_mog_mnist_logit made_mog_mnist_logit smoke
   RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run lstm lstm_binarized_mnist smoke
-else  # second lease: the class-conditional NADE and MADE with direct connections
+elif [ "${CAMPAIGN:-1}" = 2 ]; then  # second lease: the class-conditional NADE and MADE with direct connections
   run nade_class_conditional_mnist nade_class_conditional_mnist smoke
   run made_direct made_binarized_mnist smoke model.direct_connections=True model.hidden_degrees=even \
     optim.learning_rate=3e-3 optim.decay_rate=0.98 train.num_epochs=400 train.patience=20
   run made_direct_random made_binarized_mnist smoke model.direct_connections=True \
     optim.learning_rate=3e-3 optim.decay_rate=0.98 train.num_epochs=400 train.patience=20
+else  # third lease (2026-11-26, second session): the MADE ensemble as the paper's code runs it
+  # (direct input→output connections), MADE at the paper's width with one mask, EoNADE warm-started
+  # from the first lease's best parameters (EONADE_FROM), and the LSTM with larger batches.
+  run made_ensemble_direct made_binarized_mnist:ensemble ensemble_smoke model.direct_connections=True \
+    optim.learning_rate=1e-3
+  run made_8000_direct_l2_1e-4 made_binarized_mnist smoke model.hidden_sizes="(8000,)" \
+    optim.learning_rate=1e-3 optim.l2=1e-4 train.patience=20
+  run made_8000_direct_l2_1e-3 made_binarized_mnist smoke model.hidden_sizes="(8000,)" \
+    optim.learning_rate=1e-3 optim.l2=1e-3 train.patience=20
+  if [ -n "${EONADE_FROM:-}" ] && [ "$SMOKE" != 1 ]; then
+    RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run eonade_warm eonade_binarized_mnist smoke \
+      train.init_from="$EONADE_FROM"
+  fi
+  RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 0.5))") run lstm_b500 lstm_binarized_mnist smoke \
+    train.batch_size=500 optim.learning_rate=2e-3
 fi
 wait
 echo "all runs ended after $(( $(date +%s) - start )) s"
@@ -109,5 +124,6 @@ pack() {  # ARCHIVE RUN...
 pack ckpt_nade.tar.gz nade nade_d98 nade_class_conditional_mnist
 pack ckpt_made.tar.gz made eonade made_direct
 pack ckpt_other.tar.gz lstm fvsbn_d98 fvsbn_d98_l2_2e-4 made_direct_random
+pack ckpt_third.tar.gz eonade_warm lstm_b500
 ls -la "$OUT"
 echo "done after $(( $(date +%s) - start )) s"

@@ -1,5 +1,6 @@
 """The training loop and command line, end to end on small data made here."""
 
+import dataclasses
 import json
 
 import jax
@@ -59,6 +60,23 @@ def test_resume_matches_an_uninterrupted_run(stripes, tmp_path):
   train.train_and_evaluate(_config(stripes, num_epochs=1), tmp_path / "twice")
   twice = train.train_and_evaluate(_config(stripes, num_epochs=2), tmp_path / "twice")
   np.testing.assert_allclose(twice["test_nll_nats"], once["test_nll_nats"], rtol=1e-5)
+
+
+def test_warm_start_begins_at_the_source_runs_best_parameters(stripes, tmp_path):
+  source = train.train_and_evaluate(_config(stripes, num_epochs=3), tmp_path / "source")
+  config = _config(stripes, num_epochs=1, init_from=str(tmp_path / "source"))
+  frozen = dataclasses.replace(config, optim=config_lib.OptimConfig(learning_rate=0.0))
+  warm = train.train_and_evaluate(frozen, tmp_path / "warm")  # no step moves the parameters
+  np.testing.assert_allclose(warm["best_valid_nll_nats"], source["best_valid_nll_nats"], rtol=1e-5)
+  cold = train.train_and_evaluate(dataclasses.replace(frozen, train=_config(stripes, num_epochs=1).train),
+                                  tmp_path / "cold")
+  assert cold["best_valid_nll_nats"] > source["best_valid_nll_nats"] + 1.0
+  with pytest.raises(ValueError, match="another model shape"):
+    train.train_and_evaluate(_config(stripes, models.NADEConfig(num_hidden=8), num_epochs=1,
+                                     init_from=str(tmp_path / "source")), tmp_path / "other")
+  with pytest.raises(FileNotFoundError, match="no best checkpoint"):
+    train.train_and_evaluate(_config(stripes, num_epochs=1, init_from=str(tmp_path / "nowhere")),
+                             tmp_path / "none")
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(stripes, tmp_path, monkeypatch):
