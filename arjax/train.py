@@ -108,11 +108,15 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
 def _git_commit() -> str | None:
   if os.environ.get("ARJAX_GIT_COMMIT"):  # set by scripts that run a copy of the tree without .git
     return os.environ["ARJAX_GIT_COMMIT"]
+  here = pathlib.Path(__file__).parent
   try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                          cwd=pathlib.Path(__file__).parent, timeout=5).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                            cwd=here, timeout=5).stdout.strip()
+    # Uncommitted changes to tracked files: the commit alone does not say what ran.
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here, timeout=5).returncode
   except (OSError, subprocess.SubprocessError):
     return None
+  return commit + ("-dirty" if changed else "")
 
 
 def device_description() -> str:
@@ -353,15 +357,19 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   elif train_config.init_from is not None:
     state["params"] = _warm_start_params(train_config.init_from, state["params"])
     print(f"Starting from the best parameters of {train_config.init_from}", flush=True)
+  # Wall time of earlier invocations up to their last saved epoch (0 in checkpoints older than this).
+  earlier_wall_seconds = loop.get("wall_seconds", 0.0)
 
   key = jax.random.key(train_config.seed)
   shuffle_key, step_key, sample_key = jax.random.split(key, 3)
   metrics_file = open(workdir / "metrics.jsonl", "a")
   from tensorboardX import SummaryWriter
   writer = SummaryWriter(str(workdir / "tb"))
-  stopped_early = stopped_for_time = False
+  # A resumed run that had already stopped early is only evaluated again, not trained further.
+  stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
+  stopped_for_time = False
   try:
-    for epoch in range(loop["epoch"] + 1, train_config.num_epochs + 1):
+    for epoch in range(loop["epoch"] + 1, 0 if stopped_early else train_config.num_epochs + 1):
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
       batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
@@ -390,7 +398,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
                                  f"the checkpoint of epoch {loop['epoch']} is kept.")
       improved = valid_nll < loop["best_valid_nll"]
-      loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1)
+      loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1,
+                  wall_seconds=earlier_wall_seconds + time.time() - start_time)
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
         _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state["params"])
@@ -453,7 +462,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       "num_params": int(num_params),
       "num_test_examples": len(test_log_prob),
       "train_seconds": loop["train_seconds"],
-      "wall_time_s": time.time() - start_time,
+      "wall_time_s": time.time() - start_time,  # this invocation
+      "wall_time_all_invocations_s": earlier_wall_seconds + time.time() - start_time,
       "device": device_description(),
       "jax_version": jax.__version__,
       "git_commit": _git_commit(),

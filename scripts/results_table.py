@@ -24,13 +24,22 @@ PUBLISHED = {
 BINARIZED = "binarized_mnist"
 
 
-def _command(r, stem):
-  overrides = " ".join(r["overrides"])
+def _command(r, stem, path):
+  overrides = r["overrides"]
+  if path.with_suffix(".invocations.json").exists():  # each invocation had its own time budget
+    overrides = [o for o in overrides if not o.startswith("train.max_train_minutes=")]
+  overrides = " ".join(overrides)
   return f"`python -m arjax train {r['experiment']} --workdir runs/{stem}{' ' + overrides if overrides else ''}`"
 
 
-def _minutes(r):
-  return f"{r['wall_time_s'] / 60:.1f} min"
+def _minutes(r, path):
+  """Wall time of the whole run: a run resumed over several invocations (one per lease of a
+  GPU) sums them; `<stem>.invocations.json`, where present, lists each invocation's results."""
+  invocations = path.with_suffix(".invocations.json")
+  if invocations.exists():
+    parts = json.loads(invocations.read_text())
+    return f"{sum(p['wall_time_s'] for p in parts) / 60:.1f} min ({len(parts)} invocations)"
+  return f"{r.get('wall_time_all_invocations_s', r['wall_time_s']) / 60:.1f} min"
 
 
 def main():
@@ -50,7 +59,7 @@ def main():
     stop = " (time budget)" if r.get("stopped_for_time") else ""
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {r['test_nll_nats']:.2f} ± {r['test_nll_stderr']:.2f} "
           f"| {'—' if single is None else f'{single:.2f}'} | {PUBLISHED.get(r['experiment'], '—')} "
-          f"| {r['best_epoch']} / {r['epochs_run']}{stop} | {_minutes(r)} | {r['device']} | {_command(r, path.stem)} |")
+          f"| {r['best_epoch']} / {r['epochs_run']}{stop} | {_minutes(r, path)} | {r['device']} | {_command(r, path.stem, path)} |")
 
   print("\nOther data:\n")
   print("| experiment | data | test NLL (nats) | other units | paper | best epoch / epochs | wall time | machine | command |")
@@ -73,7 +82,7 @@ def main():
     stop = " (time budget)" if r.get("stopped_for_time") else ""
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {what} | {r['test_nll_nats']:.1f} ± {r['test_nll_stderr']:.1f} "
           f"| {other} | {PUBLISHED.get(r['experiment'], '—')} | {r['best_epoch']} / {r['epochs_run']}{stop} "
-          f"| {_minutes(r)} | {r['device']} | {_command(r, path.stem)} |")
+          f"| {_minutes(r, path)} | {r['device']} | {_command(r, path.stem, path)} |")
 
 
 if __name__ == "__main__":

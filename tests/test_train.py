@@ -53,6 +53,16 @@ def test_resume_continues_from_the_latest_checkpoint(stripes, tmp_path):
   results = train.train_and_evaluate(_config(stripes, num_epochs=3), workdir)
   epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert epochs == [1, 2, 3] and results["epochs_run"] == 3
+  assert results["wall_time_all_invocations_s"] > results["wall_time_s"]
+
+
+def test_resuming_an_early_stopped_run_trains_no_further(stripes, tmp_path):
+  workdir = tmp_path / "run"
+  first = train.train_and_evaluate(_config(stripes, num_epochs=50, patience=1), workdir)
+  assert first["stopped_early"] and first["epochs_run"] < 50
+  again = train.train_and_evaluate(_config(stripes, num_epochs=50, patience=1), workdir)
+  assert again["epochs_run"] == first["epochs_run"] and again["stopped_early"]
+  assert again["test_nll_nats"] == first["test_nll_nats"]
 
 
 def test_resume_matches_an_uninterrupted_run(stripes, tmp_path):
