@@ -32,6 +32,9 @@ class OptimConfig:
   weight_decay: float = 0.0  # decoupled (AdamW) weight decay
   l2: float = 0.0  # coupled L2 penalty: λ·w added to the gradient before Adam (classic regularization)
   grad_clip_norm: float | None = None  # clip the global gradient norm
+  # Polyak averaging: an exponential moving average of the parameters with this decay per step
+  # (0 = off); validation, the `best` checkpoint and the test NLL then use the average.
+  ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -151,7 +151,14 @@ def training_nll(model, x, key, *, context=None):
   return -likelihood.log_prob(model, x, context=context)
 
 
-def _make_train_step(graphdef, rest, tx, data_config, num_levels=None):
+def _ema_decay(decay: float, step):
+  """The averaging decay after `step` updates: `decay`, capped at (1 + step)/(10 + step) so the
+  first steps do not drag the average towards the initial parameters (TensorFlow's
+  ExponentialMovingAverage with num_updates)."""
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay=0.0):
   def loss_fn(params, x, context, mask_key):
     return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key, context=context))
 
@@ -167,7 +174,11 @@ def _make_train_step(graphdef, rest, tx, data_config, num_levels=None):
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, context, mask_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
+    new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
+    if ema_decay:
+      new_state["ema"] = optax.incremental_update(
+          params, state["ema"], 1.0 - _ema_decay(ema_decay, state["step"]))
+    return new_state, loss
 
   return train_step
 
@@ -332,8 +343,14 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   tx, schedule = make_optimizer(config.optim, steps_per_epoch, train_config.num_epochs)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+  ema_decay = config.optim.ema_decay
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns averaging off); got {ema_decay}")
+  if ema_decay:
+    state["ema"] = jax.tree.map(jnp.copy, params)  # its own buffers: the step donates both
   num_params = sum(p.size for p in jax.tree.leaves(params))
-  train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels)
+  train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay)
+  evaluated = "ema" if ema_decay else "params"  # the parameters validation, `best` and test use
 
   saved_config = {"experiment": experiment, "overrides": list(overrides), "config": config_lib.to_dict(config)}
   config_path = workdir / "config.json"
@@ -351,11 +368,13 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
           "train_seconds": 0.0}
   if latest.latest_step() is not None:
     loop, restored = _restore(latest, params=state["params"],
-                              optimizer={"opt_state": state["opt_state"], "step": state["step"]})
+                              optimizer={k: v for k, v in state.items() if k != "params"})
     state = {"params": restored["params"], **restored["optimizer"]}
     print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
   elif train_config.init_from is not None:
     state["params"] = _warm_start_params(train_config.init_from, state["params"])
+    if ema_decay:
+      state["ema"] = jax.tree.map(jnp.copy, state["params"])
     print(f"Starting from the best parameters of {train_config.init_from}", flush=True)
   # Wall time of earlier invocations up to their last saved epoch (0 in checkpoints older than this).
   earlier_wall_seconds = loop.get("wall_seconds", 0.0)
@@ -391,7 +410,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       train_nll = float(jnp.mean(jnp.stack(losses)))
       loop["train_seconds"] += time.time() - epoch_start
 
-      model = nnx.merge(graphdef, state["params"], rest)
+      model = nnx.merge(graphdef, state[evaluated], rest)
       valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"], context=contexts["valid"],
                                                      batch_size=train_config.eval_batch_size)))
       if not math.isfinite(valid_nll):
@@ -402,9 +421,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
                   wall_seconds=earlier_wall_seconds + time.time() - start_time)
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
-        _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state["params"])
+        _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state[evaluated])
       _save(latest, epoch, loop, params=state["params"],
-            optimizer={"opt_state": state["opt_state"], "step": state["step"]})
+            optimizer={k: v for k, v in state.items() if k != "params"})
 
       record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],

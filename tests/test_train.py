@@ -65,11 +65,41 @@ def test_resuming_an_early_stopped_run_trains_no_further(stripes, tmp_path):
   assert again["test_nll_nats"] == first["test_nll_nats"]
 
 
-def test_resume_matches_an_uninterrupted_run(stripes, tmp_path):
-  once = train.train_and_evaluate(_config(stripes, num_epochs=2), tmp_path / "once")
-  train.train_and_evaluate(_config(stripes, num_epochs=1), tmp_path / "twice")
-  twice = train.train_and_evaluate(_config(stripes, num_epochs=2), tmp_path / "twice")
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "ema"])
+def test_resume_matches_an_uninterrupted_run(stripes, tmp_path, ema_decay):
+  def config(num_epochs):
+    plain = _config(stripes, num_epochs=num_epochs)
+    return dataclasses.replace(plain, optim=dataclasses.replace(plain.optim, ema_decay=ema_decay))
+  once = train.train_and_evaluate(config(2), tmp_path / "once")
+  train.train_and_evaluate(config(1), tmp_path / "twice")
+  twice = train.train_and_evaluate(config(2), tmp_path / "twice")
   np.testing.assert_allclose(twice["test_nll_nats"], once["test_nll_nats"], rtol=1e-5)
+
+
+def test_ema_tracks_the_average_of_the_iterates(stripes, tmp_path):
+  config = _config(stripes, num_epochs=1)
+  dataset = data.load_dataset(config.data)
+  model = train.build_model(config, dataset)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, _ = train.make_optimizer(config.optim, 10, 1)
+  step = train._make_train_step(graphdef, rest, tx, config.data, ema_decay=0.5)
+  state = {"params": params, "opt_state": tx.init(params), "step": jax.numpy.zeros((), jax.numpy.int32),
+           "ema": jax.tree.map(jax.numpy.copy, params)}
+  train_data = jax.numpy.asarray(dataset.splits["train"])
+  copy = lambda tree: jax.tree.map(np.array, tree)  # the step donates (deletes) its input state
+  iterates, averages = [copy(params)], [copy(params)]
+  for i in range(3):
+    state, _ = step(state, train_data, jax.numpy.arange(25) + 25 * i, jax.random.key(0))
+    iterates.append(copy(state["params"]))
+    averages.append(copy(state["ema"]))
+  for t in range(3):  # decay min(0.5, (1 + t)/(10 + t)): 0.1, 0.18…, 0.25
+    d = min(0.5, (1 + t) / (10 + t))
+    expected = jax.tree.map(lambda a, p: d * a + (1 - d) * p, averages[t], iterates[t + 1])
+    jax.tree.map(lambda e, a: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7), expected, averages[t + 1])
+  assert not np.allclose(jax.tree.leaves(averages[-1])[0], jax.tree.leaves(iterates[-1])[0])
+  with pytest.raises(ValueError, match="ema_decay must be in"):
+    bad = dataclasses.replace(config, optim=dataclasses.replace(config.optim, ema_decay=1.0))
+    train.train_and_evaluate(bad, tmp_path / "bad")
 
 
 def test_warm_start_begins_at_the_source_runs_best_parameters(stripes, tmp_path):
