@@ -78,7 +78,7 @@ elif [ "${CAMPAIGN:-1}" = 2 ]; then  # second lease: the class-conditional NADE 
     optim.learning_rate=3e-3 optim.decay_rate=0.98 train.num_epochs=400 train.patience=20
   run made_direct_random made_binarized_mnist smoke model.direct_connections=True \
     optim.learning_rate=3e-3 optim.decay_rate=0.98 train.num_epochs=400 train.patience=20
-else  # third lease (2026-11-26, second session): the MADE ensemble as the paper's code runs it
+elif [ "${CAMPAIGN:-1}" = 3 ]; then  # third lease (2026-11-26, second session): the MADE ensemble as the paper's code runs it
   # (direct input→output connections), MADE at the paper's width with one mask, EoNADE warm-started
   # from the first lease's best parameters (EONADE_FROM), and the LSTM with larger batches.
   run made_ensemble_direct made_binarized_mnist:ensemble ensemble_smoke model.direct_connections=True \
@@ -93,6 +93,16 @@ else  # third lease (2026-11-26, second session): the MADE ensemble as the paper
   fi
   RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 0.5))") run lstm_b500 lstm_binarized_mnist smoke \
     train.batch_size=500 optim.learning_rate=2e-3
+else  # CAMPAIGN=4, for the next lease: the 32-mask MADE ensemble again from scratch (its 8000-wide
+  # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
+  # parameters that lease 3 brought back (copy them to .gpu/eonade_stage2 and .gpu/lstm_b500).
+  run made_ensemble made_binarized_mnist:ensemble ensemble_smoke
+  if [ "$SMOKE" != 1 ]; then
+    [ -d .gpu/eonade_stage2 ] && RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") \
+      run eonade_stage3 eonade_binarized_mnist smoke train.init_from=.gpu/eonade_stage2
+    [ -d .gpu/lstm_b500 ] && RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 0.5))") \
+      run lstm_stage2 lstm_binarized_mnist smoke train.init_from=.gpu/lstm_b500 optim.learning_rate=1e-3
+  fi
 fi
 wait
 echo "all runs ended after $(( $(date +%s) - start )) s"
@@ -124,6 +134,6 @@ pack() {  # ARCHIVE RUN...
 pack ckpt_nade.tar.gz nade nade_d98 nade_class_conditional_mnist
 pack ckpt_made.tar.gz made eonade made_direct
 pack ckpt_other.tar.gz lstm fvsbn_d98 fvsbn_d98_l2_2e-4 made_direct_random
-pack ckpt_third.tar.gz eonade_warm lstm_b500
+pack ckpt_third.tar.gz eonade_warm lstm_b500 eonade_stage3 lstm_stage2
 ls -la "$OUT"
 echo "done after $(( $(date +%s) - start )) s"
