@@ -31,6 +31,7 @@ class OptimConfig:
   warmup_epochs: float = 0.0  # linear warm-up from 0
   weight_decay: float = 0.0  # decoupled (AdamW) weight decay
   l2: float = 0.0  # coupled L2 penalty: λ·w added to the gradient before Adam (classic regularization)
+  l1: float = 0.0  # coupled L1 penalty: λ·sign(w) added to the gradient before Adam (sparse weights)
   grad_clip_norm: float | None = None  # clip the global gradient norm
   # Polyak averaging: an exponential moving average of the parameters with this decay per step
   # (0 = off); validation, the `best` checkpoint and the test NLL then use the average.

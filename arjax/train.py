@@ -101,6 +101,9 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
   chain = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
   if config.l2:
     chain.append(optax.add_decayed_weights(config.l2))
+  if config.l1:  # the subgradient of λ·Σ|w|
+    chain.append(optax.stateless(
+        lambda updates, params: jax.tree.map(lambda u, w: u + config.l1 * jnp.sign(w), updates, params)))
   chain.append(optax.adamw(schedule, weight_decay=config.weight_decay))
   return optax.chain(*chain), schedule
 

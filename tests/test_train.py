@@ -242,3 +242,11 @@ def _with_mask(model, index):
   model = nnx.clone(model)
   model.set_mask(index)
   return model
+
+
+def test_l1_pulls_each_weight_towards_zero_by_its_sign():
+  tx, _ = train.make_optimizer(config_lib.OptimConfig(learning_rate=0.1, l1=1e-3), 10, 1)
+  params = {"w": jax.numpy.array([-2.0, 0.0, 3.0])}
+  updates, _ = tx.update({"w": jax.numpy.zeros(3)}, tx.init(params), params)
+  # No data gradient: Adam normalizes the penalty's λ·sign(w) to a step of lr against the sign.
+  np.testing.assert_allclose(updates["w"], [0.1, 0.0, -0.1], rtol=1e-3)
