@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""An FVSBN whose L2 strength is chosen on validation per conditional, from trained FVSBNs.
+"""An FVSBN whose regularization is chosen on validation per conditional, from trained FVSBNs.
 
     ARJAX_DATA_DIR=../shared/data python scripts/fvsbn_select_per_dim.py RUN [RUN ...] \\
-        [--out experiments/results/fvsbn_binarized_mnist__per_dim.json]
+        [--out experiments/results/sweeps/fvsbn_binarized_mnist__per_dim_l1_l2.json]
 
 An FVSBN's D conditionals are separate logistic regressions: conditional d has
 its own weights alpha[d] and bias[d] and no parameter is shared. So a model
 selection per conditional is as legitimate as one per model: given FVSBNs
-trained with different regularization (RUN workdirs, same data and ordering),
+trained with different regularization (L2 or L1 strengths) (RUN workdirs, same data and ordering),
 take for each position d the (alpha[d], bias[d]) of the run whose conditional d
 has the lowest validation NLL. The result is again an FVSBN; its test NLL is
 reported next to each input run's, with which run each position came from.
@@ -33,7 +33,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("runs", nargs="+", type=pathlib.Path, help="training workdirs of FVSBNs")
   parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("experiments/results/sweeps/fvsbn_binarized_mnist__per_dim.json"))
+                      default=pathlib.Path("experiments/results/sweeps/fvsbn_binarized_mnist__per_dim_l1_l2.json"))
   args = parser.parse_args(argv)
   start = time.time()
   models, configs, dataset = [], [], None
@@ -68,7 +68,7 @@ def main(argv=None):
       "what": "FVSBN with each conditional taken from the run with the lowest validation NLL for it",
       "command": " ".join(["python", "scripts/fvsbn_select_per_dim.py", *map(str, args.runs)]),
       "runs": [{"workdir": str(run), "overrides": json.loads((run / "config.json").read_text())["overrides"],
-                "l2": config.optim.l2, "valid_nll_nats": -float(v.sum()), "test_nll_nats": nll(m, "test")[0],
+                "l2": config.optim.l2, "l1": config.optim.l1, "valid_nll_nats": -float(v.sum()), "test_nll_nats": nll(m, "test")[0],
                 "positions_chosen": int(np.sum(best == k))}
                for k, (run, config, m, v) in enumerate(zip(args.runs, configs, models, valid))],
       "valid_nll_nats": valid_nll,
@@ -82,7 +82,7 @@ def main(argv=None):
   train.write_json(args.out, result)
   print(json.dumps({k: result[k] for k in ("valid_nll_nats", "test_nll_nats", "test_nll_stderr")}))
   for r in result["runs"]:
-    print(f"  {r['workdir']}: l2 {r['l2']}, valid {r['valid_nll_nats']:.3f}, test {r['test_nll_nats']:.3f}, "
+    print(f"  {r['workdir']}: l2 {r['l2']}, l1 {r['l1']}, valid {r['valid_nll_nats']:.3f}, test {r['test_nll_nats']:.3f}, "
           f"chosen for {r['positions_chosen']} positions")
   return 0
 
