@@ -242,6 +242,12 @@ def _save(manager, epoch: int, meta: dict, **items):
   manager.wait_until_finished()
 
 
+def _optimizer_items(state):
+  """The part of the train state beside the parameters that `latest` keeps for resuming: the
+  optimizer state, the step and (with `optim.ema_decay`) the averaged parameters."""
+  return {name: value for name, value in state.items() if name != "params"}
+
+
 def _restore(manager, **abstract_items):
   """(meta, {name: pytree}) of the manager's latest step; restores only the items named."""
   restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
@@ -370,8 +376,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
           "train_seconds": 0.0}
   if latest.latest_step() is not None:
-    loop, restored = _restore(latest, params=state["params"],
-                              optimizer={k: v for k, v in state.items() if k != "params"})
+    loop, restored = _restore(latest, params=state["params"], optimizer=_optimizer_items(state))
     state = {"params": restored["params"], **restored["optimizer"]}
     print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
   elif train_config.init_from is not None:
@@ -390,8 +395,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   # A resumed run that had already stopped early is only evaluated again, not trained further.
   stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
   stopped_for_time = False
+  last_epoch = loop["epoch"] if stopped_early else train_config.num_epochs
   try:
-    for epoch in range(loop["epoch"] + 1, 0 if stopped_early else train_config.num_epochs + 1):
+    for epoch in range(loop["epoch"] + 1, last_epoch + 1):
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
       batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
@@ -425,8 +431,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
         _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state[evaluated])
-      _save(latest, epoch, loop, params=state["params"],
-            optimizer={k: v for k, v in state.items() if k != "params"})
+      _save(latest, epoch, loop, params=state["params"], optimizer=_optimizer_items(state))
 
       record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],

@@ -51,6 +51,9 @@ if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee $LOGS/gpu.txt
 
+budget_less() {  # MINUTES: the campaign's budget less MINUTES (for runs that evaluate longer)
+  python3 -c "print(max(0.1, $BUDGET_MIN - $1))"
+}
 run() {  # NAME EXPERIMENT[:VARIANT] SMOKE_VARIANT [OVERRIDES...]
   local name=$1 experiment=$2 smoke_variant=$3; shift 3
   local budget=$BUDGET_MIN
@@ -67,11 +70,11 @@ if [ "${CAMPAIGN:-1}" = 1 ]; then  # 2026-11-26, first lease: every benchmark of
   run made made_binarized_mnist smoke
   run made_ensemble made_binarized_mnist:ensemble ensemble_smoke
   # The ensemble's exact test NLL costs 17 × 784 passes of the test set: leave it a minute.
-  RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run eonade eonade_binarized_mnist smoke
+  RUN_BUDGET=$(budget_less 1.0) run eonade eonade_binarized_mnist smoke
   run nade_categorical_mnist nade_categorical_mnist smoke
   run rnade_mnist_logit rnade_mnist_logit smoke
   run made_mog_mnist_logit made_mog_mnist_logit smoke
-  RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run lstm lstm_binarized_mnist smoke
+  RUN_BUDGET=$(budget_less 1.0) run lstm lstm_binarized_mnist smoke
 elif [ "${CAMPAIGN:-1}" = 2 ]; then  # second lease: the class-conditional NADE and MADE with direct connections
   run nade_class_conditional_mnist nade_class_conditional_mnist smoke
   run made_direct made_binarized_mnist smoke model.direct_connections=True model.hidden_degrees=even \
@@ -88,19 +91,19 @@ elif [ "${CAMPAIGN:-1}" = 3 ]; then  # third lease (2026-11-26, second session):
   run made_8000_direct_l2_1e-3 made_binarized_mnist smoke model.hidden_sizes="(8000,)" \
     optim.learning_rate=1e-3 optim.l2=1e-3 train.patience=20
   if [ -n "${EONADE_FROM:-}" ] && [ "$SMOKE" != 1 ]; then
-    RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") run eonade_warm eonade_binarized_mnist smoke \
+    RUN_BUDGET=$(budget_less 1.0) run eonade_warm eonade_binarized_mnist smoke \
       train.init_from="$EONADE_FROM"
   fi
-  RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 0.5))") run lstm_b500 lstm_binarized_mnist smoke \
+  RUN_BUDGET=$(budget_less 0.5) run lstm_b500 lstm_binarized_mnist smoke \
     train.batch_size=500 optim.learning_rate=2e-3
 else  # CAMPAIGN=4, for the next lease: the 32-mask MADE ensemble again from scratch (its 8000-wide
   # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
   # parameters that lease 3 brought back (copy them to .gpu/eonade_stage2 and .gpu/lstm_b500).
   run made_ensemble made_binarized_mnist:ensemble ensemble_smoke
   if [ "$SMOKE" != 1 ]; then
-    [ -d .gpu/eonade_stage2 ] && RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 1.0))") \
+    [ -d .gpu/eonade_stage2 ] && RUN_BUDGET=$(budget_less 1.0) \
       run eonade_stage3 eonade_binarized_mnist smoke train.init_from=.gpu/eonade_stage2
-    [ -d .gpu/lstm_b500 ] && RUN_BUDGET=$(python3 -c "print(max(0.1, $BUDGET_MIN - 0.5))") \
+    [ -d .gpu/lstm_b500 ] && RUN_BUDGET=$(budget_less 0.5) \
       run lstm_stage2 lstm_binarized_mnist smoke train.init_from=.gpu/lstm_b500 optim.learning_rate=1e-3
   fi
 fi

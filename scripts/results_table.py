@@ -24,12 +24,12 @@ PUBLISHED = {
 BINARIZED = "binarized_mnist"
 
 
-def _command(r, stem, path):
+def _command(r, path):
   overrides = r["overrides"]
   if path.with_suffix(".invocations.json").exists():  # each invocation had its own time budget
     overrides = [o for o in overrides if not o.startswith("train.max_train_minutes=")]
   overrides = " ".join(overrides)
-  return f"`python -m arjax train {r['experiment']} --workdir runs/{stem}{' ' + overrides if overrides else ''}`"
+  return f"`python -m arjax train {r['experiment']} --workdir runs/{path.stem}{' ' + overrides if overrides else ''}`"
 
 
 def _minutes(r, path):
@@ -59,7 +59,7 @@ def main():
     stop = " (time budget)" if r.get("stopped_for_time") else ""
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {r['test_nll_nats']:.2f} ± {r['test_nll_stderr']:.2f} "
           f"| {'—' if single is None else f'{single:.2f}'} | {PUBLISHED.get(r['experiment'], '—')} "
-          f"| {r['best_epoch']} / {r['epochs_run']}{stop} | {_minutes(r, path)} | {r['device']} | {_command(r, path.stem, path)} |")
+          f"| {r['best_epoch']} / {r['epochs_run']}{stop} | {_minutes(r, path)} | {r['device']} | {_command(r, path)} |")
 
   print("\nOther data:\n")
   print("| experiment | data | test NLL (nats) | other units | paper | best epoch / epochs | wall time | machine | command |")
@@ -82,7 +82,7 @@ def main():
     stop = " (time budget)" if r.get("stopped_for_time") else ""
     print(f"| [{path.stem}]({path.relative_to(RESULTS.parent.parent)}) | {what} | {r['test_nll_nats']:.1f} ± {r['test_nll_stderr']:.1f} "
           f"| {other} | {PUBLISHED.get(r['experiment'], '—')} | {r['best_epoch']} / {r['epochs_run']}{stop} "
-          f"| {_minutes(r, path)} | {r['device']} | {_command(r, path.stem, path)} |")
+          f"| {_minutes(r, path)} | {r['device']} | {_command(r, path)} |")
 
 
 if __name__ == "__main__":

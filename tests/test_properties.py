@@ -13,9 +13,8 @@ import pytest
 import scipy.stats
 
 import arjax
-from arjax import heads
-from conftest import (DISCRETE_HEADS, FAMILIES, HEADS, MODEL_CASES, ORDERINGS, all_configurations,
-                      make_model, random_values)
+from conftest import (DISCRETE_HEADS, FAMILIES, HEADS, MODEL_CASES, all_configurations, make_model,
+                      random_values)
 
 
 @pytest.mark.parametrize("family, head, ordering", MODEL_CASES)

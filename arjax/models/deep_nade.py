@@ -129,16 +129,18 @@ class DeepNADE(base.AutoregressiveModel):
     unobserved dimensions are ignored.
     """
     context = self._check_context(context, inputs.shape[0])
-    observed = observed.astype(inputs.dtype)
-    hidden = self._hidden(jnp.concatenate([inputs * observed, observed], axis=-1), context)  # [B, H_L]
-    params = hidden @ self.output_weights[...]  # [B, D·P]
+    params = self._hidden_given(inputs, observed, context) @ self.output_weights[...]  # [B, D·P]
     return params.reshape(-1, self.num_dims, self.head.num_params) + self.output_bias[...]
+
+  def _hidden_given(self, inputs, observed, context):
+    """Last hidden layer `[B, H_L]` of the network reading [inputs ⊙ observed, observed]."""
+    observed = observed.astype(inputs.dtype)
+    return self._hidden(jnp.concatenate([inputs * observed, observed], axis=-1), context)
 
   def _params_of(self, inputs, observed, dim, context):
     """Params `[B, P]` of dimension `dim` alone given the observed ones: `conditionals_given`
     without the output columns of the other D − 1 dimensions (a quarter of a pass at H = 500)."""
-    observed = observed.astype(inputs.dtype)
-    hidden = self._hidden(jnp.concatenate([inputs * observed, observed], axis=-1), context)  # [B, H_L]
+    hidden = self._hidden_given(inputs, observed, context)  # [B, H_L]
     last, num_params = hidden.shape[-1], self.head.num_params
     weights = self.output_weights[...].reshape(last, self.num_dims, num_params)[:, dim]  # [H_L, P]
     return hidden @ weights + self.output_bias[dim]
