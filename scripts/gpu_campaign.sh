@@ -96,6 +96,14 @@ elif [ "${CAMPAIGN:-1}" = 3 ]; then  # third lease (2026-11-26, second session):
   fi
   RUN_BUDGET=$(budget_less 0.5) run lstm_b500 lstm_binarized_mnist smoke \
     train.batch_size=500 optim.learning_rate=2e-3
+elif [ "${CAMPAIGN:-1}" = 5 ]; then  # 2026-11-26, third session: the 32-mask ensemble with a coupled L2
+  # penalty (one draw overfits: train 80 vs valid 93 in lease 3, which had none) and parameter
+  # averaging, two strengths side by side; EoNADE warm-started from lease 3's best parameters.
+  run made_ensemble_l2_1e-4 made_binarized_mnist:ensemble ensemble_smoke optim.l2=1e-4 optim.ema_decay=0.9995
+  run made_ensemble_l2_1e-3 made_binarized_mnist:ensemble ensemble_smoke optim.l2=1e-3 optim.ema_decay=0.9995
+  if [ "$SMOKE" != 1 ] && [ -d .gpu/eonade_stage2 ]; then
+    RUN_BUDGET=$(budget_less 1.0) run eonade_stage3 eonade_binarized_mnist smoke train.init_from=.gpu/eonade_stage2
+  fi
 else  # CAMPAIGN=4, for the next lease: the 32-mask MADE ensemble again from scratch (its 8000-wide
   # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
   # parameters that lease 3 brought back (copy them to .gpu/eonade_stage2 and .gpu/lstm_b500).
