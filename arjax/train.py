@@ -202,36 +202,42 @@ def _batch_objective(graphdef, state, x, context=None):
 
 
 def dataset_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None, batch_size: int = 1000,
-                     ensemble: bool = True) -> np.ndarray:
+                     ensemble: bool = True, precision: str = "highest") -> np.ndarray:
   """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded);
   log p(x | context) given a conditional model's `context [N, C]`.
 
   For models with several mask draws (orderings) this is the ensemble's
   likelihood, or with `ensemble=False` that of the current draw alone. Matrix
   products run in full float32 (`highest` precision), also on GPUs whose
-  default is TF32, so reported likelihoods do not depend on the card.
+  default is TF32, so reported likelihoods do not depend on the card;
+  `precision="default"` uses the device's default instead (faster there).
   """
-  with jax.default_matmul_precision("highest"):
+  with jax.default_matmul_precision(precision):
     return likelihood.map_batches(_batch_log_prob if ensemble else _batch_log_prob_current_mask,
                                   model, x, batch_size, context=context)
 
 
 def validation_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None,
-                        batch_size: int = 1000) -> np.ndarray:
+                        batch_size: int = 1000, precision: str = "highest") -> np.ndarray:
   """What early stopping watches, `[N]`: `dataset_log_prob`, or for a family with its own
   training objective minus that estimate under a fixed key (the exact likelihood of such a
-  model can cost D passes, too many to run every epoch)."""
+  model can cost D passes, too many to run every epoch). `precision` as in `dataset_log_prob`."""
   if not model.has_training_objective:
-    return dataset_log_prob(model, x, context=context, batch_size=batch_size)
-  with jax.default_matmul_precision("highest"):
+    return dataset_log_prob(model, x, context=context, batch_size=batch_size, precision=precision)
+  with jax.default_matmul_precision(precision):
     return likelihood.map_batches(_batch_objective, model, x, batch_size, context=context)
 
 
 # ----------------------------------------------------------- checkpoints ---
 
 
-def _manager(workdir: pathlib.Path, name: str) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+def _manager(workdir: pathlib.Path, name: str, *, background: bool = False) -> ocp.CheckpointManager:
+  """Orbax manager of `workdir/checkpoints/name`, keeping one step. With `background`, a save
+  returns once the arrays are copied to host memory and the files are written while training
+  goes on (a step is committed atomically; the next save, and `wait_until_finished`, wait for
+  it)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                         enable_async_checkpointing=background)
   return ocp.CheckpointManager((workdir / "checkpoints" / name).absolute(), options=options)
 
 
@@ -239,7 +245,6 @@ def _save(manager, epoch: int, meta: dict, **items):
   """Saves pytrees `items` (e.g. params=..., optimizer=...) and the JSON `meta` as step `epoch`."""
   manager.save(epoch, args=ocp.args.Composite(
       meta=ocp.args.JsonSave(meta), **{name: ocp.args.StandardSave(item) for name, item in items.items()}))
-  manager.wait_until_finished()
 
 
 def _optimizer_items(state):
@@ -291,7 +296,8 @@ def _warm_start_params(source, params):
 
 
 # Fields a resumed run may change: how long to train, not what is trained.
-_RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "max_train_minutes")
+_RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "samples_every",
+                     "valid_precision", "max_train_minutes")
 
 
 def _resumable_view(config_dict: dict) -> dict:
@@ -353,6 +359,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   ema_decay = config.optim.ema_decay
+  if train_config.samples_every < 1:
+    raise ValueError(f"train.samples_every must be >= 1 (epochs between sample grids; "
+                     f"train.num_samples=0 turns them off); got {train_config.samples_every}")
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns averaging off); got {ema_decay}")
   if ema_decay:
@@ -372,11 +381,10 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
                        "(or delete the old one) instead of mixing two experiments")
   write_json(config_path, saved_config)
 
-  latest, best = _manager(workdir, "latest"), _manager(workdir, "best")
   loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
           "train_seconds": 0.0}
-  if latest.latest_step() is not None:
-    loop, restored = _restore(latest, params=state["params"], optimizer=_optimizer_items(state))
+  if (previous := _manager(workdir, "latest")).latest_step() is not None:
+    loop, restored = _restore(previous, params=state["params"], optimizer=_optimizer_items(state))
     state = {"params": restored["params"], **restored["optimizer"]}
     print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
   elif train_config.init_from is not None:
@@ -384,6 +392,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
     if ema_decay:
       state["ema"] = jax.tree.map(jnp.copy, state["params"])
     print(f"Starting from the best parameters of {train_config.init_from}", flush=True)
+  # Saves from here on write in the background (the managers above only read).
+  latest, best = _manager(workdir, "latest", background=True), _manager(workdir, "best", background=True)
   # Wall time of earlier invocations up to their last saved epoch (0 in checkpoints older than this).
   earlier_wall_seconds = loop.get("wall_seconds", 0.0)
 
@@ -421,7 +431,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
 
       model = nnx.merge(graphdef, state[evaluated], rest)
       valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"], context=contexts["valid"],
-                                                     batch_size=train_config.eval_batch_size)))
+                                                     batch_size=train_config.eval_batch_size,
+                                                     precision=train_config.valid_precision)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
                                  f"the checkpoint of epoch {loop['epoch']} is kept.")
@@ -441,8 +452,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       metrics_file.flush()
       for name in ("train_nll", "valid_nll", "learning_rate"):
         writer.add_scalar(name, record[name], epoch)
-      _save_samples(model, dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
-                    sample_key, train_config.num_samples)
+      if epoch % train_config.samples_every == 0:
+        _save_samples(model, dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
+                      sample_key, train_config.num_samples)
       print(f"epoch {epoch}: train {train_nll:.3f}  valid {valid_nll:.3f}  "
             f"(best {loop['best_valid_nll']:.3f} @ {loop['best_epoch']})  {record['epoch_seconds']:.1f}s",
             flush=True)
@@ -458,6 +470,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   finally:
     metrics_file.close()
     writer.close()
+    for manager in (latest, best):  # also on an error: the last save completes, none is lost
+      manager.wait_until_finished()
 
   best_meta, restored = _restore(best, params=state["params"])
   model = nnx.merge(graphdef, restored["params"], rest)

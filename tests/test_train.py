@@ -47,6 +47,38 @@ def test_smoke_training_lowers_validation_nll_and_writes_everything(stripes, tmp
   assert (workdir / "samples" / "epoch_003.png").exists() and list((workdir / "tb").iterdir())
 
 
+def test_samples_every_thins_the_sample_grids_but_keeps_best(stripes, tmp_path):
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(_config(stripes, num_epochs=5, samples_every=2), workdir)
+  assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+      "best.png", "epoch_002.png", "epoch_004.png"]
+  with pytest.raises(ValueError, match="samples_every must be >= 1"):
+    train.train_and_evaluate(_config(stripes, samples_every=0), tmp_path / "zero")
+
+
+def test_validation_at_the_default_precision_selects_like_highest_on_cpu(stripes, tmp_path):
+  highest = train.train_and_evaluate(_config(stripes), tmp_path / "highest")
+  default = train.train_and_evaluate(_config(stripes, valid_precision="default"), tmp_path / "default")
+  assert default["best_epoch"] == highest["best_epoch"]
+  np.testing.assert_allclose(default["test_nll_nats"], highest["test_nll_nats"], rtol=1e-6)
+  with pytest.raises(ValueError, match="highest"):
+    config_lib.apply_overrides(_config(stripes), ["train.valid_precision=tf32"])
+
+
+def test_checkpoints_written_in_the_background_are_complete(stripes, tmp_path):
+  """Saves return before their files are written; each one (and the last, when the run
+  ends) still holds exactly the parameters of its epoch."""
+  workdir = tmp_path / "run"
+  results = train.train_and_evaluate(_config(stripes, num_epochs=3), workdir)
+  latest, _, _ = train.load_trained_model(workdir, which="latest")
+  best, _, _ = train.load_trained_model(workdir, which="best")
+  for model, epoch in ((latest, 3), (best, results["best_epoch"])):
+    assert train._manager(workdir, "latest" if model is latest else "best").latest_step() == epoch
+  x = np.asarray(data.load_dataset(_config(stripes).data).splits["test"], np.float32)
+  np.testing.assert_allclose(-np.mean(np.asarray(arjax.log_prob(best, x))), results["test_nll_nats"],
+                             rtol=1e-5)
+
+
 def test_resume_continues_from_the_latest_checkpoint(stripes, tmp_path):
   workdir = tmp_path / "run"
   train.train_and_evaluate(_config(stripes, num_epochs=2), workdir)
