@@ -41,11 +41,11 @@ def inverse(ordering: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------ MADE masks --
 
-MADE_DEGREE_METHODS = ("random", "even")
+MADE_DEGREE_METHODS = ("random", "even", "quantile")
 
 
 def made_degrees(ordering: np.ndarray, hidden_sizes: Sequence[int], *, seed: int = 0,
-                 method: str = "random") -> list[np.ndarray]:
+                 method: str = "random", dim_weights: np.ndarray | None = None) -> list[np.ndarray]:
   """Degrees of a MADE's units (Germain et al. 2015), 0-based.
 
   The input (and output) unit of dimension d has degree `position[d]`, its
@@ -68,7 +68,14 @@ def made_degrees(ordering: np.ndarray, hidden_sizes: Sequence[int], *, seed: int
     method: "random" draws each degree uniformly from its range, as in the
       paper; "even" spreads the degrees evenly over the range (deterministic;
       when H >= D − 1 every degree 0..D−2 occurs in every layer, so every
-      output sees every earlier input).
+      output sees every earlier input); "quantile" puts unit k of a layer at
+      the position where the cumulative `dim_weights` (taken in the ordering,
+      over positions 0..D−2) first reach (k + ½)/H of their total, so positions
+      that carry more weight (e.g. more marginal entropy) get more units, and
+      positions without weight (pixels that are always 0) none; as with
+      "random", one unit is pinned to the lowest degree.
+    dim_weights: `[D]` nonnegative weight of each dimension (in dimension
+      order), for "quantile" only.
 
   Returns:
     `[input degrees [D], degrees of hidden layer 1 [H_1], ..., [H_L]]`, int32.
@@ -77,6 +84,18 @@ def made_degrees(ordering: np.ndarray, hidden_sizes: Sequence[int], *, seed: int
     raise ValueError(f"Unknown MADE degree method {method!r}; use one of {MADE_DEGREE_METHODS}")
   ordering = np.asarray(ordering)
   num_dims = len(ordering)
+  if (method == "quantile") != (dim_weights is not None):
+    raise ValueError('made_degrees: dim_weights [D] goes with method="quantile" (and only with it)')
+  if method == "quantile":
+    dim_weights = np.asarray(dim_weights, np.float64)
+    if dim_weights.shape != (num_dims,) or not np.all(dim_weights >= 0) or not dim_weights.sum() > 0:
+      raise ValueError(f"made_degrees: dim_weights must be [{num_dims}] nonnegative numbers, not all 0 "
+                       f"(got shape {dim_weights.shape})")
+    # A degree is a position 0..D−2 (the last position feeds no output): the quantiles of the
+    # weights there; uniform if those are all 0.
+    by_position = dim_weights[ordering][:max(num_dims - 1, 1)]
+    by_position = by_position if by_position.sum() > 0 else np.ones_like(by_position)
+    cumulative = np.cumsum(by_position) / by_position.sum()
   rng = np.random.default_rng(seed)
   degrees = [inverse(ordering).astype(np.int32)]
   for size in hidden_sizes:
@@ -86,6 +105,9 @@ def made_degrees(ordering: np.ndarray, hidden_sizes: Sequence[int], *, seed: int
     high = max(num_dims - 2, low)
     if method == "even":
       layer = low + (np.arange(size) * (high - low + 1)) // size
+    elif method == "quantile":
+      layer = np.clip(np.searchsorted(cumulative, (np.arange(size) + 0.5) / size), low, high)
+      layer[0] = low
     else:
       layer = rng.integers(low, high + 1, size)
       layer[rng.integers(size)] = low

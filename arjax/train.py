@@ -61,7 +61,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_model(config: config_lib.Config, dataset: data_lib.Dataset):
-  return config.model.build(dataset.event_shape, rngs=nnx.Rngs(config.train.seed))
+  """The model of `config` for `dataset`; a family whose construction depends on statistics of the
+  training split (MADE's "entropy" hidden degrees) gets them through its config's `data_kwargs`,
+  so rebuilding from the same config and data gives the same model."""
+  data_kwargs = getattr(config.model, "data_kwargs", lambda train_x: {})(dataset.splits["train"])
+  return config.model.build(dataset.event_shape, rngs=nnx.Rngs(config.train.seed), **data_kwargs)
 
 
 def split_contexts(config: config_lib.Config, model, dataset: data_lib.Dataset) -> dict:

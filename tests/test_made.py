@@ -32,7 +32,11 @@ def _made(num_dims=6, **kwargs):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_masks_are_strictly_triangular_and_connect_every_position(num_dims, hidden_sizes, method, seed):
   ordering = orderings.make_ordering("random", num_dims, seed=seed)
-  degrees = orderings.made_degrees(ordering, hidden_sizes, seed=seed, method=method)
+  weights = None
+  if method == "quantile":  # weights with zeros, as for pixels that never vary
+    rng = np.random.default_rng(seed)
+    weights = rng.random(num_dims) * (rng.random(num_dims) < 0.6) + (np.arange(num_dims) == 0)
+  degrees = orderings.made_degrees(ordering, hidden_sizes, seed=seed, method=method, dim_weights=weights)
   masks = orderings.made_masks(degrees)
   assert [m.shape for m in masks] == list(zip((num_dims, *hidden_sizes), (*hidden_sizes, num_dims)))
   paths = masks[0]
@@ -57,6 +61,46 @@ def test_hidden_degrees_stay_in_range_and_follow_the_seed():
     np.testing.assert_array_equal(layer, same)
     assert layer.min() == 0 and layer.max() <= 18
   assert not np.array_equal(first[1], other[1])
+
+
+def test_quantile_degrees_go_where_the_weight_is():
+  weights = np.zeros(20)
+  weights[[5, 6, 7, 8, 9]] = [1.0, 1.0, 1.0, 1.0, 4.0]
+  ordering = orderings.make_ordering("reverse", 20)  # dimension d at position 19 - d
+  degrees = orderings.made_degrees(ordering, (16,), method="quantile", dim_weights=weights)[1]
+  assert degrees[0] == 0 and np.all(np.diff(degrees) >= 0)  # one unit pinned to the lowest degree
+  positions = 19 - np.arange(5, 10)  # where the weighted dimensions are generated
+  assert set(degrees[1:]) <= set(positions)
+  assert np.sum(degrees == 19 - 9) == 7  # half of the weight: half of the other 15 units
+  with pytest.raises(ValueError, match="dim_weights"):
+    orderings.made_degrees(ordering, (16,), method="quantile")
+  with pytest.raises(ValueError, match="nonnegative"):
+    orderings.made_degrees(ordering, (16,), method="quantile", dim_weights=-weights)
+
+
+def test_entropy_degrees_come_from_the_training_data_and_normalize(tmp_path):
+  from arjax import config as config_lib, data, train
+  rng = np.random.default_rng(0)
+  images = (rng.random((60, 2, 3)) < [[0.0, 0.5, 0.9], [0.3, 0.0, 0.5]]).astype(np.uint8)
+  np.savez(tmp_path / "d.npz", train=images[:40], valid=images[40:50], test=images[50:])
+  config = config_lib.Config(data=data.DataConfig(name=str(tmp_path / "d.npz")),
+                             model=models.MADEConfig(hidden_sizes=(12,), hidden_degrees="entropy"))
+  dataset = data.load_dataset(config.data)
+  model = train.build_model(config, dataset)
+  entropies = models.made.marginal_entropies(dataset.splits["train"], heads.Bernoulli())
+  assert entropies[0] == 0 and entropies[4] == 0 and np.all(np.delete(entropies, [0, 4]) > 0)
+  degrees = np.asarray(model._hidden_degrees(0)[0])
+  assert set(degrees[1:]) == {1, 2, 3}, "no unit should sit at a position that never varies"
+  again = train.build_model(config, dataset)  # what load_trained_model rebuilds
+  np.testing.assert_array_equal(np.asarray(again._hidden_degrees(0)[0]), degrees)
+  model = perturb(model)
+  from conftest import all_configurations
+  total = jax.nn.logsumexp(log_prob(model, all_configurations(model.head, 6)))
+  np.testing.assert_allclose(total, 0.0, atol=1e-5)
+  with pytest.raises(ValueError, match="degree_weights"):
+    models.MADEConfig(hidden_degrees="entropy").build((6,), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="discrete head"):
+    models.made.marginal_entropies(images, heads.MixtureOfGaussians(num_components=2))
 
 
 def test_ensemble_log_prob_is_log_mean_exp_over_masks():

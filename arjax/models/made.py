@@ -29,6 +29,14 @@ the ordering of that draw, so the generic sampler and likelihood follow it.
 `set_mask(k)` switches draws (k may be traced inside jit); training picks a
 draw per step and `arjax.ensemble_log_prob` averages the N models' probabilities.
 
+Hidden degrees: "random" (i.i.d., as in the paper), "even" (spread evenly
+over 0..D−2) or "entropy": placed at quantiles of the cumulative marginal
+entropy of the training data taken in the ordering (`marginal_entropies`;
+the training loop passes them as `degree_weights`), so that every unit covers
+an equal share of the data's per-dimension uncertainty and none is spent on
+positions that never vary (the border pixels of MNIST, which "even" gives about
+a quarter of the units of one 500-unit layer).
+
 Class-conditional (`context_size` C > 0): the context z [B, C] enters the
 first hidden layer and the output unmasked,
 
@@ -70,6 +78,31 @@ ACTIVATIONS = {
 }
 
 
+HIDDEN_DEGREES = ("random", "even", "entropy")
+
+
+def marginal_entropies(x, head: heads_lib.Head) -> np.ndarray:
+  """`[D]` entropy in nats of each dimension's marginal over the examples `x [N, *event_shape]`.
+
+  Bernoulli: of the mean (also for values in [0, 1], the probabilities of dynamic
+  binarization); categorical: of the histogram of the K values. Continuous heads
+  have no such entropy and raise ValueError.
+  """
+  x = np.asarray(x).reshape(len(x), -1)
+  if isinstance(head, heads_lib.Bernoulli):
+    mean = x.mean(0, dtype=np.float64)
+    probs = np.stack([1 - mean, mean], -1)  # [D, 2]
+  elif isinstance(head, heads_lib.Categorical):
+    num_dims, num_classes = x.shape[1], head.num_classes
+    flat = x.astype(np.int64) + num_classes * np.arange(num_dims)  # value k of dim d -> d K + k
+    counts = np.bincount(flat.ravel(), minlength=num_dims * num_classes)
+    probs = counts.reshape(num_dims, num_classes) / len(x)  # [D, K]
+  else:
+    raise ValueError(f"hidden_degrees='entropy' needs a discrete head (Bernoulli, Categorical); "
+                     f"got {type(head).__name__}: use 'even' or 'random'")
+  return -np.sum(probs * np.log(np.where(probs > 0, probs, 1.0)), axis=-1)
+
+
 class MaskDraws(nnx.Variable):
   """MADE's N drawn orderings and hidden degrees: saved with the model, never trained."""
 
@@ -85,7 +118,7 @@ class MADE(base.AutoregressiveModel):
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
                ordering_seed: int = 0, num_masks: int = 1, direct_connections: bool = False,
                hidden_degrees: str = "random", activation: str = "relu", context_size: int = 0,
-               rngs: nnx.Rngs):
+               degree_weights=None, rngs: nnx.Rngs):
     super().__init__(event_shape, head, ordering, ordering_seed)
     self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
     if not self.hidden_sizes:
@@ -100,11 +133,18 @@ class MADE(base.AutoregressiveModel):
     # Trained over many random orderings, the network models any ordering (arjax.marginals).
     self.order_agnostic = ordering == "random" and self.num_masks > 1
 
+    if hidden_degrees not in HIDDEN_DEGREES:
+      raise ValueError(f"MADE: unknown hidden_degrees {hidden_degrees!r}; choose one of {HIDDEN_DEGREES}")
+    if (hidden_degrees == "entropy") != (degree_weights is not None):
+      raise ValueError("MADE: hidden_degrees='entropy' needs degree_weights [D] (e.g. "
+                       "made.marginal_entropies(train_x, head); the training loop passes them), and "
+                       "degree_weights are used by 'entropy' alone")
+    method = "quantile" if hidden_degrees == "entropy" else hidden_degrees
     draw_orderings, draw_hidden_degrees = [], []
     for k in range(self.num_masks):
       draw_ordering = orderings.make_ordering(ordering, num_dims, seed=ordering_seed + k)
       degrees = orderings.made_degrees(draw_ordering, self.hidden_sizes, seed=ordering_seed + k,
-                                       method=hidden_degrees)
+                                       method=method, dim_weights=degree_weights)
       draw_orderings.append(draw_ordering)
       draw_hidden_degrees.append(np.concatenate(degrees[1:]))
     self.draw_orderings = MaskDraws(jnp.asarray(np.stack(draw_orderings)))  # [N, D]
@@ -268,9 +308,18 @@ class MADEConfig:
   ordering_seed: int = 0  # seed of draw 0; draw k of the masks uses ordering_seed + k
   num_masks: int = 1  # N draws of (ordering, hidden degrees); > 1 for order/connectivity-agnostic training
   direct_connections: bool = False  # add masked input -> output weights
-  hidden_degrees: str = "random"  # "random" (i.i.d., as in the paper) or "even" (deterministic)
+  # "random" (i.i.d., as in the paper), "even" (deterministic) or "entropy" (at quantiles of the
+  # training data's cumulative marginal entropy; `build` then needs `degree_weights`)
+  hidden_degrees: str = "random"
   activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
 
-  def build(self, event_shape, *, rngs: nnx.Rngs) -> MADE:
-    return MADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+  def build(self, event_shape, *, rngs: nnx.Rngs, degree_weights=None) -> MADE:
+    return MADE(event_shape, rngs=rngs, degree_weights=degree_weights,
+                **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+  def data_kwargs(self, train_x) -> dict:
+    """What `build` needs from the training data: the marginal entropies for "entropy"."""
+    if self.hidden_degrees != "entropy":
+      return {}
+    return {"degree_weights": marginal_entropies(train_x, self.head)}
