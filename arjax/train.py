@@ -343,6 +343,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   train_config = config.train
+  if train_config.samples_every < 1:  # before the data load: bad input fails in seconds
+    raise ValueError(f"train.samples_every must be >= 1 (epochs between sample grids; "
+                     f"train.num_samples=0 turns them off); got {train_config.samples_every}")
 
   dataset = data_lib.load_dataset(config.data)
   model = build_model(config, dataset)
@@ -363,9 +366,6 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   ema_decay = config.optim.ema_decay
-  if train_config.samples_every < 1:
-    raise ValueError(f"train.samples_every must be >= 1 (epochs between sample grids; "
-                     f"train.num_samples=0 turns them off); got {train_config.samples_every}")
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns averaging off); got {ema_decay}")
   if ema_decay:

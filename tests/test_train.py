@@ -70,10 +70,10 @@ def test_checkpoints_written_in_the_background_are_complete(stripes, tmp_path):
   ends) still holds exactly the parameters of its epoch."""
   workdir = tmp_path / "run"
   results = train.train_and_evaluate(_config(stripes, num_epochs=3), workdir)
-  latest, _, _ = train.load_trained_model(workdir, which="latest")
+  for which, epoch in (("latest", 3), ("best", results["best_epoch"])):
+    assert train._manager(workdir, which).latest_step() == epoch
+  train.load_trained_model(workdir, which="latest")  # complete: it restores
   best, _, _ = train.load_trained_model(workdir, which="best")
-  for model, epoch in ((latest, 3), (best, results["best_epoch"])):
-    assert train._manager(workdir, "latest" if model is latest else "best").latest_step() == epoch
   x = np.asarray(data.load_dataset(_config(stripes).data).splits["test"], np.float32)
   np.testing.assert_allclose(-np.mean(np.asarray(arjax.log_prob(best, x))), results["test_nll_nats"],
                              rtol=1e-5)
