@@ -115,6 +115,25 @@ elif [ "${CAMPAIGN:-1}" = 6 ]; then  # for the next lease: the 32-mask ensemble 
     RUN_BUDGET=$(budget_less 1.0) run eonade_stage3_lr1e-4 eonade_binarized_mnist smoke \
       train.init_from=.gpu/eonade_stage2 optim.learning_rate=1e-4
   fi
+elif [ "${CAMPAIGN:-1}" = 7 ]; then  # 2026-11-26, fourth session: the 32-mask ensemble alone as in CAMPAIGN=6
+  # (lease 4 projected ~150 epochs to reach 86.64; a second invocation resumes it), and beside it,
+  # eight MADE-500 one-mask runs around the CPU default (88.42, valid 89.231), chosen on validation.
+  # They keep full float32 products in training too, as on the CPU.
+  run made_ensemble made_binarized_mnist:ensemble ensemble_smoke train.samples_every=25 \
+    train.valid_precision=default
+  small() {  # NAME [OVERRIDES...]: one MADE-500 variant
+    local name=$1; shift
+    JAX_DEFAULT_MATMUL_PRECISION=highest run "made500_$name" made_binarized_mnist smoke \
+      train.samples_every=25 "$@"
+  }
+  small default
+  small l1_1.5e-4 optim.l1=1.5e-4
+  small l1_2.5e-4 optim.l1=2.5e-4
+  small decay_0.995 optim.decay_rate=0.995
+  small decay_0.993_patience_20 optim.decay_rate=0.993 train.patience=20
+  small lr_2e-3 optim.learning_rate=2e-3
+  small ema_0.9998 optim.ema_decay=0.9998
+  small batch_50_lr_2e-3 train.batch_size=50 optim.learning_rate=2e-3
 else  # CAMPAIGN=4 (prepared in session 2; lease 4 ran CAMPAIGN=5 instead): the 32-mask MADE ensemble from scratch (its 8000-wide
   # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
   # parameters that lease 3 brought back (copy them to .gpu/eonade_stage2 and .gpu/lstm_b500).
