@@ -20,7 +20,11 @@ dimensions of the ordering are observed and the loss is
     D / (D − d) · Σ_{j unobserved} −log p(x_j | x_observed),
 
 an unbiased estimate of E_o[−log p(x | o)], the average NLL over orderings
-(an upper bound on the ensemble's NLL). One pass per example.
+(an upper bound on the ensemble's NLL). One pass per example. It is drawn
+without sorting: the dimensions whose uniform key falls below a uniform
+threshold are observed, which makes d uniform on {0..D} and, given d, the
+observed set the first d of a uniform random ordering; d = D gets weight 0
+and the others (D + 1)/(D − d), which has the same expectation.
 
 Ensemble (EoNADE): with `num_masks` N > 1 the model holds N orderings (draw k
 from seed `ordering_seed + k`; use `ordering="random"`), `set_mask(k)` picks
@@ -167,14 +171,22 @@ class DeepNADE(base.AutoregressiveModel):
     inputs = self._flat_inputs(x)  # [B, D]
     batch, num_dims = inputs.shape
     split_key, order_key = jax.random.split(key)
-    num_observed = jax.random.randint(split_key, (batch, 1), 0, num_dims)  # d ∈ {0..D−1}
-    rank = jnp.argsort(jax.random.uniform(order_key, (batch, num_dims)), axis=-1)
-    rank = jnp.argsort(rank, axis=-1)  # a uniform random permutation's positions
-    observed = rank < num_observed  # [B, D]: the first d dimensions of a random ordering
+    # A random ordering (by u) split at a uniform threshold q: the dimensions with u < q
+    # come first. Their number d is uniform on {0, ..., D} (binomial with a uniform
+    # probability), and given d they are a uniform random d-subset, i.e. the first d
+    # dimensions of a uniform random ordering; no sort is needed (two argsorts of [B, D]
+    # took ~80% of a CPU training step).
+    u = jax.random.uniform(order_key, (batch, num_dims))
+    observed = u < jax.random.uniform(split_key, (batch, 1))  # [B, D]
+    num_observed = observed.sum(-1)  # [B]
     params = self.conditionals_given(inputs, observed, context=context)
     log_probs = self.head.log_prob(params, x.reshape(batch, num_dims))  # [B, D]
     unobserved_nll = -jnp.sum(jnp.where(observed, 0.0, log_probs), axis=-1)
-    return num_dims / (num_dims - num_observed[:, 0]) * unobserved_nll
+    # The paper draws d uniformly from {0, ..., D−1} and weights by D/(D−d). Here d = D
+    # (probability 1/(D+1)) leaves nothing to predict and gets weight 0, and the others get
+    # (D+1)/(D−d): the same expectation.
+    remaining = num_dims - num_observed
+    return jnp.where(remaining > 0, (num_dims + 1) / jnp.maximum(remaining, 1), 0.0) * unobserved_nll
 
   def features(self, x, *, context=None):
     context = self._check_context(context, x.shape[0])
