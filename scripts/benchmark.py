@@ -45,6 +45,9 @@ MODELS = {
     "fvsbn": lambda: models.FVSBNConfig(),
     "lstm": lambda: models.RNNConfig(cell="lstm", num_hidden=256),
     "made": lambda: models.MADEConfig(hidden_sizes=(500,)),
+    # Deep order-agnostic NADE (2 × 500, 16 orderings); its train step is the order-agnostic
+    # objective, its eval_ll the exact D-pass likelihood of one ordering.
+    "eonade": lambda: models.DeepNADEConfig(hidden_sizes=(500, 500), num_masks=16),
 }
 
 
