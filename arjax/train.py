@@ -301,7 +301,7 @@ def _warm_start_params(source, params):
 
 # Fields a resumed run may change: how long to train, not what is trained.
 _RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "samples_every",
-                     "valid_precision", "max_train_minutes")
+                     "checkpoint_every", "valid_precision", "max_train_minutes")
 
 
 def _resumable_view(config_dict: dict) -> dict:
@@ -346,6 +346,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   if train_config.samples_every < 1:  # before the data load: bad input fails in seconds
     raise ValueError(f"train.samples_every must be >= 1 (epochs between sample grids; "
                      f"train.num_samples=0 turns them off); got {train_config.samples_every}")
+  if train_config.checkpoint_every < 1:
+    raise ValueError(f"train.checkpoint_every must be >= 1 (epochs between resumable "
+                     f"checkpoints); got {train_config.checkpoint_every}")
 
   dataset = data_lib.load_dataset(config.data)
   model = build_model(config, dataset)
@@ -403,13 +406,19 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
 
   key = jax.random.key(train_config.seed)
   shuffle_key, step_key, sample_key = jax.random.split(key, 3)
-  metrics_file = open(workdir / "metrics.jsonl", "a")
+  metrics_path = workdir / "metrics.jsonl"
+  if metrics_path.exists():  # epochs after the resumed checkpoint (train.checkpoint_every > 1) run again
+    kept = [line for line in metrics_path.read_text().splitlines()
+            if line and json.loads(line)["epoch"] <= loop["epoch"]]
+    metrics_path.write_text("".join(line + "\n" for line in kept))
+  metrics_file = open(metrics_path, "a")
   from tensorboardX import SummaryWriter
   writer = SummaryWriter(str(workdir / "tb"))
   # A resumed run that had already stopped early is only evaluated again, not trained further.
   stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
   stopped_for_time = False
   last_epoch = loop["epoch"] if stopped_early else train_config.num_epochs
+  saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
   try:
     for epoch in range(loop["epoch"] + 1, last_epoch + 1):
       epoch_start = time.time()
@@ -426,7 +435,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
           if not math.isfinite(recent):
             raise NonFiniteLossError(
                 f"Training loss became {recent} at epoch {epoch}, step {int(state['step'])}. "
-                f"The last good checkpoint (epoch {loop['epoch']}) in {workdir / 'checkpoints'} is "
+                f"The last good checkpoint (epoch {saved_epoch}) in {workdir / 'checkpoints'} is "
                 "untouched. Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
                 "with a new workdir (or delete checkpoints/latest to restart this one).")
           progress.set_postfix(nll=f"{recent:.2f}")
@@ -439,14 +448,20 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
                                                      precision=train_config.valid_precision)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
-                                 f"the checkpoint of epoch {loop['epoch']} is kept.")
+                                 f"the checkpoint of epoch {saved_epoch} is kept.")
       improved = valid_nll < loop["best_valid_nll"]
       loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1,
                   wall_seconds=earlier_wall_seconds + time.time() - start_time)
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
         _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state[evaluated])
-      _save(latest, epoch, loop, params=state["params"], optimizer=_optimizer_items(state))
+      stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
+      stopped_for_time = (not stopped_early and train_config.max_train_minutes is not None
+                          and time.time() - start_time > 60 * train_config.max_train_minutes)
+      if (epoch % train_config.checkpoint_every == 0 or epoch == last_epoch
+          or stopped_early or stopped_for_time):
+        _save(latest, epoch, loop, params=state["params"], optimizer=_optimizer_items(state))
+        saved_epoch = epoch
 
       record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],
@@ -462,13 +477,10 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       print(f"epoch {epoch}: train {train_nll:.3f}  valid {valid_nll:.3f}  "
             f"(best {loop['best_valid_nll']:.3f} @ {loop['best_epoch']})  {record['epoch_seconds']:.1f}s",
             flush=True)
-      if train_config.patience is not None and loop["bad_epochs"] >= train_config.patience:
-        stopped_early = True
+      if stopped_early:
         print(f"Early stopping: no better validation NLL for {train_config.patience} epochs", flush=True)
         break
-      if (train_config.max_train_minutes is not None
-          and time.time() - start_time > 60 * train_config.max_train_minutes):
-        stopped_for_time = True
+      if stopped_for_time:
         print(f"Stopping: the time budget of {train_config.max_train_minutes} min is spent", flush=True)
         break
   finally:

@@ -282,3 +282,29 @@ def test_l1_pulls_each_weight_towards_zero_by_its_sign():
   updates, _ = tx.update({"w": jax.numpy.zeros(3)}, tx.init(params), params)
   # No data gradient: Adam normalizes the penalty's λ·sign(w) to a step of lr against the sign.
   np.testing.assert_allclose(updates["w"], [0.1, 0.0, -0.1], rtol=1e-3)
+
+
+def test_checkpoint_every_saves_latest_less_often_and_resume_redoes_the_rest(stripes, tmp_path, monkeypatch):
+  with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+    train.train_and_evaluate(_config(stripes, checkpoint_every=0), tmp_path / "zero")
+  once = train.train_and_evaluate(_config(stripes, num_epochs=4), tmp_path / "once")
+  workdir = tmp_path / "run"
+  real_step = train._make_train_step
+
+  def fails_in_epoch_4(*args):  # 20 steps per epoch: epochs 1-3 complete, epoch 4 does not
+    step = real_step(*args)
+
+    def maybe_nan(state, *rest):
+      state, loss = step(state, *rest)
+      return state, loss * np.nan if int(state["step"]) > 60 else loss
+    return maybe_nan
+  monkeypatch.setattr(train, "_make_train_step", fails_in_epoch_4)
+  with pytest.raises(train.NonFiniteLossError, match=r"last good checkpoint \(epoch 2\)"):
+    train.train_and_evaluate(_config(stripes, num_epochs=4, checkpoint_every=2), workdir)
+  assert train._manager(workdir, "latest").latest_step() == 2  # epoch 3 completed but was not saved
+  monkeypatch.setattr(train, "_make_train_step", real_step)
+  resumed = train.train_and_evaluate(_config(stripes, num_epochs=4, checkpoint_every=2), workdir)
+  epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert epochs == [1, 2, 3, 4]  # epoch 3's first record was dropped when it ran again
+  assert train._manager(workdir, "latest").latest_step() == 4  # the last epoch is always saved
+  np.testing.assert_allclose(resumed["test_nll_nats"], once["test_nll_nats"], rtol=1e-5)
