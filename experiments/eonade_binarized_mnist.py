@@ -11,7 +11,8 @@ exact likelihoods cost D = 784 passes per ordering and are computed at the
 end: the test NLL is the ensemble over 16 random orderings, log-mean-exp of
 the 16 exact likelihoods (published EoNADE 2 hidden layers: 85.10 nats), and
 `test_nll_single_mask_nats` gives one ordering alone. The exact test
-evaluation (16 × 784 passes of 10,000 digits) is a GPU job.
+evaluation (16 × 784 positions of 10,000 digits) takes ~9 min on the 2-core CPU
+(18 digits/s, experiments/results/benchmark_eonade_eval_cpu.jsonl).
 Measured on an H200, in two stages (each lease of a GPU lasts minutes):
 1. `train eonade_binarized_mnist --workdir runs/eonade`: 59 epochs, 6.4 min,
    93.67 (experiments/results/sweeps/eonade_binarized_mnist__gpu_stage1.json);

@@ -10,8 +10,10 @@ the observed values and the mask of which dimensions are observed:
 and params[d] is the conditional of x_d given the observed x (used only for
 d with m_d = 0). In an ordering o, the conditional of position t is the
 network's output for o_t with m = [o_1 .. o_{t−1} observed], so the exact
-log p(x | o) costs D passes (`conditionals` evaluates them position by
-position, in chunks), and sampling one pass per dimension.
+log p(x | o) costs D passes. `conditionals` evaluates them in chunks of
+positions and advances the first layer's pre-activation as a prefix sum over
+the ordering (as NADE does), so each position costs the deeper layers and one
+output column; sampling costs one pass per dimension.
 
 Training (`training_objective`) is the paper's order-agnostic estimator: per
 example, a uniformly random ordering and split d ∈ {0..D−1}; the first d
@@ -155,16 +157,49 @@ class DeepNADE(base.AutoregressiveModel):
   def conditionals(self, x, *, context=None):
     context = self._check_context(context, x.shape[0])
     inputs = self._flat_inputs(x)  # [B, D]
+    batch, num_dims = inputs.shape
     ordering = self.ordering[...]
-    position_of = jnp.argsort(ordering)  # [D]
+    # Position t observes the positions before it, so its first-layer pre-activation is a
+    # prefix sum over positions of (value row · x + mask row), advanced chunk by chunk as in
+    # NADE: a position costs the deeper layers and its own output column, not a full pass
+    # (the first layer reads 2D inputs; ~4x fewer FLOPs at D = 784, H = 500).
+    first = self.hidden_weights[0][...]  # [2D, H_1]: the rows of the values, then of the mask
+    value_rows, mask_rows = first[:num_dims][ordering], first[num_dims:][ordering]  # [D, H_1]
+    mask_prefix = jnp.cumsum(mask_rows, axis=0) - mask_rows  # [D, H_1]: Σ_{s<t} mask rows
+    bias = self.hidden_biases[0][...]
+    if context is not None:
+      bias = bias + context @ self.context_to_hidden[...]  # [B, H_1]
+    bias = jnp.broadcast_to(bias, (batch, bias.shape[-1]))[:, None]  # [B, 1, H_1]
+    output_weights = self.output_weights[...].reshape(-1, num_dims, self.head.num_params)
+    deeper = [(weight[...], b[...]) for weight, b in zip(self.hidden_weights[1:], self.hidden_biases[1:])]
+    activate = ACTIVATIONS[self.activation]
 
-    def at_position(t):  # params [B, P] of dimension ordering[t] given the positions < t
-      observed = jnp.broadcast_to(position_of < t, inputs.shape)
-      return self._params_of(inputs, observed, ordering[t], context)
+    size = self.positions_per_pass  # C positions per scan step
+    pad = -num_dims % size  # padded positions: zero value, rows and columns, sliced off
+    num_chunks = (num_dims + pad) // size
 
-    by_position = jax.lax.map(at_position, jnp.arange(self.num_dims),
-                              batch_size=self.positions_per_pass)  # [D, B, P]
-    return self._params_to_event(jnp.swapaxes(by_position, 0, 1))
+    def chunks(array, axis):  # position axis `axis` of `array` -> leading [K, ..., C, ...]
+      array = jnp.pad(array, [(0, pad) if a == axis else (0, 0) for a in range(array.ndim)])
+      array = array.reshape(*array.shape[:axis], num_chunks, size, *array.shape[axis + 1:])
+      return jnp.moveaxis(array, axis, 0)
+
+    lower = jnp.tril(jnp.ones((size, size), inputs.dtype), k=-1)  # [t, s] = [s < t]
+
+    def step(carry, chunk):  # carry: Σ over the earlier chunks of value rows · x, [B, H_1]
+      values, rows, prefix, columns, output_bias = chunk  # [B, C], [C, H_1], [C, H_1], [H_L, C, P], [C, P]
+      within = ((values[:, None, :] * lower).reshape(-1, size) @ rows).reshape(batch, size, -1)
+      hidden = activate(bias + carry[:, None] + within + prefix)  # [B, C, H_1]
+      for weight, b in deeper:
+        hidden = activate(hidden @ weight + b)  # [B, C, H_l]
+      params = jnp.einsum("nch,hcp->ncp", hidden, columns) + output_bias  # [B, C, P]
+      return carry + values @ rows, params
+
+    carry = jnp.zeros((batch, first.shape[-1]), inputs.dtype)
+    _, by_chunk = jax.lax.scan(step, carry, (
+        chunks(inputs[:, ordering], 1), chunks(value_rows, 0), chunks(mask_prefix, 0),
+        chunks(output_weights[:, ordering], 1), chunks(self.output_bias[...][ordering], 0)))
+    by_position = jnp.moveaxis(by_chunk, 0, 1).reshape(batch, num_chunks * size, -1)[:, :num_dims]
+    return self._params_to_event(by_position)  # [B, *event_shape, P]
 
   def training_objective(self, x, key, *, context=None):
     """The order-agnostic estimate of −log p(x) `[B]` (one random ordering and split per example)."""
