@@ -137,13 +137,14 @@ elif [ "${CAMPAIGN:-1}" = 7 ]; then  # 2026-11-26, fourth session: the 32-mask e
 elif [ "${CAMPAIGN:-1}" = 8 ]; then  # prepared in the fourth session for the next lease: EoNADE. It
   # overfits (order-agnostic train objective 87.4 vs valid 93.5 at the end of the CPU stage 3), so
   # three coupled L2 strengths from scratch (an epoch is ~0.6 s here, faster with the sampler of
-  # d17f121), and stage 3's best parameters (.gpu/eonade_stage3cpu, 87.60) at a low rate.
+  # d17f121), and the CPU stage 4's best parameters (.gpu/eonade_stage4cpu, 87.22, trained with
+  # L2 1e-4) at a low rate with the same penalty.
   for l2 in 1e-5 1e-4 1e-3; do
     run "eonade_l2_$l2" eonade_binarized_mnist smoke "optim.l2=$l2" train.samples_every=100
   done
-  if [ "$SMOKE" != 1 ] && [ -d .gpu/eonade_stage3cpu ]; then
-    RUN_BUDGET=$(budget_less 1.0) run eonade_stage4 eonade_binarized_mnist smoke \
-      train.init_from=.gpu/eonade_stage3cpu optim.learning_rate=3e-5 train.samples_every=100
+  if [ "$SMOKE" != 1 ] && [ -d .gpu/eonade_stage4cpu ]; then
+    RUN_BUDGET=$(budget_less 1.0) run eonade_stage5 eonade_binarized_mnist smoke \
+      train.init_from=.gpu/eonade_stage4cpu optim.learning_rate=3e-5 optim.l2=1e-4 train.samples_every=100
   fi
 else  # CAMPAIGN=4 (prepared in session 2; lease 4 ran CAMPAIGN=5 instead): the 32-mask MADE ensemble from scratch (its 8000-wide
   # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
@@ -187,6 +188,6 @@ pack ckpt_nade.tar.gz nade nade_d98 nade_class_conditional_mnist
 pack ckpt_made.tar.gz made eonade made_direct
 pack ckpt_other.tar.gz lstm fvsbn_d98 fvsbn_d98_l2_2e-4 made_direct_random
 pack ckpt_third.tar.gz eonade_warm lstm_b500 eonade_stage3 lstm_stage2 eonade_stage3_lr1e-4
-pack ckpt_eonade.tar.gz eonade_l2_1e-5 eonade_l2_1e-4 eonade_l2_1e-3 eonade_stage4
+pack ckpt_eonade.tar.gz eonade_l2_1e-5 eonade_l2_1e-4 eonade_l2_1e-3 eonade_stage5
 ls -la "$OUT"
 echo "done after $(( $(date +%s) - start )) s"
