@@ -414,8 +414,11 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   metrics_file = open(metrics_path, "a")
   from tensorboardX import SummaryWriter
   writer = SummaryWriter(str(workdir / "tb"))
+  def patience_spent():
+    return train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
+
   # A resumed run that had already stopped early is only evaluated again, not trained further.
-  stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
+  stopped_early = patience_spent()
   stopped_for_time = False
   last_epoch = loop["epoch"] if stopped_early else train_config.num_epochs
   saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
@@ -455,7 +458,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
         _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state[evaluated])
-      stopped_early = train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
+      stopped_early = patience_spent()
       stopped_for_time = (not stopped_early and train_config.max_train_minutes is not None
                           and time.time() - start_time > 60 * train_config.max_train_minutes)
       if (epoch % train_config.checkpoint_every == 0 or epoch == last_epoch

@@ -118,12 +118,15 @@ class DeepNADE(base.AutoregressiveModel):
 
   def _hidden(self, network_inputs, context):
     """`[B, 2D]` network inputs [x ⊙ m, m] (and `[B, C]` context) -> `[B, H_L]`."""
-    hidden = network_inputs
-    for layer, (weight, bias) in enumerate(zip(self.hidden_weights, self.hidden_biases)):
-      preactivation = hidden @ weight[...] + bias[...]  # [B, H_l]
-      if layer == 0 and context is not None:
-        preactivation = preactivation + context @ self.context_to_hidden[...]
-      hidden = ACTIVATIONS[self.activation](preactivation)
+    preactivation = network_inputs @ self.hidden_weights[0][...] + self.hidden_biases[0][...]  # [B, H_1]
+    if context is not None:
+      preactivation = preactivation + context @ self.context_to_hidden[...]
+    return self._deeper(ACTIVATIONS[self.activation](preactivation))
+
+  def _deeper(self, hidden):
+    """The layers after the first: first-layer activations `[..., H_1]` -> `[..., H_L]`."""
+    for weight, bias in zip(self.hidden_weights[1:], self.hidden_biases[1:]):
+      hidden = ACTIVATIONS[self.activation](hidden @ weight[...] + bias[...])  # [..., H_l]
     return hidden
 
   def conditionals_given(self, inputs, observed, *, context=None):
@@ -171,8 +174,6 @@ class DeepNADE(base.AutoregressiveModel):
       bias = bias + context @ self.context_to_hidden[...]  # [B, H_1]
     bias = jnp.broadcast_to(bias, (batch, bias.shape[-1]))[:, None]  # [B, 1, H_1]
     output_weights = self.output_weights[...].reshape(-1, num_dims, self.head.num_params)
-    deeper = [(weight[...], b[...]) for weight, b in zip(self.hidden_weights[1:], self.hidden_biases[1:])]
-    activate = ACTIVATIONS[self.activation]
 
     size = self.positions_per_pass  # C positions per scan step
     pad = -num_dims % size  # padded positions: zero value, rows and columns, sliced off
@@ -188,10 +189,8 @@ class DeepNADE(base.AutoregressiveModel):
     def step(carry, chunk):  # carry: Σ over the earlier chunks of value rows · x, [B, H_1]
       values, rows, prefix, columns, output_bias = chunk  # [B, C], [C, H_1], [C, H_1], [H_L, C, P], [C, P]
       within = ((values[:, None, :] * lower).reshape(-1, size) @ rows).reshape(batch, size, -1)
-      hidden = activate(bias + carry[:, None] + within + prefix)  # [B, C, H_1]
-      for weight, b in deeper:
-        hidden = activate(hidden @ weight + b)  # [B, C, H_l]
-      params = jnp.einsum("nch,hcp->ncp", hidden, columns) + output_bias  # [B, C, P]
+      first = ACTIVATIONS[self.activation](bias + carry[:, None] + within + prefix)  # [B, C, H_1]
+      params = jnp.einsum("nch,hcp->ncp", self._deeper(first), columns) + output_bias  # [B, C, P]
       return carry + values @ rows, params
 
     carry = jnp.zeros((batch, first.shape[-1]), inputs.dtype)
