@@ -8,7 +8,8 @@
 """
 
 from arjax import heads, models, orderings
-from arjax.likelihood import bits_per_dim, check_input, ensemble_log_prob, log_prob, log_prob_per_dim
+from arjax.likelihood import (bits_per_dim, check_input, ensemble_log_prob, log_prob, log_prob_per_dim,
+                              mask_log_probs)
 from arjax.marginals import conditional_log_prob, marginal_log_prob, sample_given
 from arjax.sampling import sample
 
@@ -21,6 +22,6 @@ def features(model, x, *, context=None):
 
 __all__ = [
     "bits_per_dim", "check_input", "conditional_log_prob", "ensemble_log_prob", "features", "heads",
-    "log_prob", "log_prob_per_dim", "marginal_log_prob", "models", "orderings", "sample", "sample_given",
+    "log_prob", "log_prob_per_dim", "marginal_log_prob", "mask_log_probs", "models", "orderings", "sample", "sample_given",
 ]
 __version__ = "0.1.0"

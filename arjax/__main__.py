@@ -1,7 +1,7 @@
 """Command line: `python -m arjax {train,eval,sample,curves,score,ood,probe,inpaint,classify} ...`.
 
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
-  python -m arjax eval DIR [--split test]
+  python -m arjax eval DIR [--split test] [--num-masks N]        N orderings: deep order-agnostic NADE
   python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png] [--label K]
   python -m arjax curves DIR [--out FILE.png]                    train/valid NLL per epoch as a PNG
   python -m arjax score DIR DATA [--split test --out OUTDIR]     per-example / per-pixel NLL
@@ -45,7 +45,8 @@ def _eval(args):
   from arjax import likelihood, train
 
   start = time.time()
-  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
+  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint,
+                                                    num_masks=args.num_masks)
   context = train.split_contexts(config, model, dataset)[args.split]
   log_prob = train.dataset_log_prob(model, dataset.splits[args.split], context=context)
   nll = -float(np.mean(log_prob))
@@ -54,7 +55,7 @@ def _eval(args):
       "nll_nats": nll, "nll_stderr": float(np.std(log_prob) / math.sqrt(len(log_prob))),
       "bits_per_dim": likelihood.nats_to_bits_per_dim(nll, model.num_dims),
       **({"likelihood": "−log p(x | label)"} if context is not None else {}),
-      "num_examples": len(log_prob), "seconds": time.time() - start,
+      "num_masks": model.num_masks, "num_examples": len(log_prob), "seconds": time.time() - start,
       "device": train.device_description()}))
 
 
@@ -268,6 +269,9 @@ def main(argv=None):
     sub.set_defaults(run=run)
     if name == "eval":
       sub.add_argument("--split", choices=("train", "valid", "test"), default="test")
+      sub.add_argument("--num-masks", type=int, default=None,
+                       help="deep order-agnostic NADE: the ensemble over this many orderings "
+                            "(the first are the trained config's) instead of the config's")
     else:
       sub.add_argument("--num", type=int, default=64)
       sub.add_argument("--temperature", type=float, default=1.0)

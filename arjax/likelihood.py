@@ -46,19 +46,15 @@ def log_prob(model: AutoregressiveModel, x: jax.Array, *,
   return per_dim.reshape(per_dim.shape[0], -1).sum(-1)
 
 
-def ensemble_log_prob(model: AutoregressiveModel, x: jax.Array, *,
-                      context: jax.Array | None = None) -> jax.Array:
-  """log of the mixture over the model's N mask draws, log (1/N) Σ_k p(x | draw k): `[B]` nats.
+def mask_log_probs(model: AutoregressiveModel, x: jax.Array, *,
+                   context: jax.Array | None = None) -> jax.Array:
+  """log p(x | draw k) for each of the model's N mask draws (orderings): `[N, B]` nats.
 
-  The average of the N models' probabilities (log-mean-exp of their
-  log-likelihoods), as in MADE's and EoNADE's ensembles — not the likelihood
-  of averaged logits, which is not a normalized model. Equals `log_prob` for
-  models with one ordering. The draws are evaluated one after another
-  (`lax.map`), so memory stays that of one pass.
+  The draws are evaluated one after another (`lax.map`), so memory stays that
+  of one pass; the caller's model keeps its current draw.
   """
-  if model.num_masks == 1:
-    return log_prob(model, x, context=context)
   check_input(model, x)
+  x = jnp.asarray(x)  # indexed by the traced draw's ordering below, so not a NumPy array
   graphdef, state = nnx.split(model)
 
   def under_draw(index):
@@ -67,7 +63,21 @@ def ensemble_log_prob(model: AutoregressiveModel, x: jax.Array, *,
     params = draw.conditionals(x, context=context)
     return draw.head.log_prob(params, x).reshape(x.shape[0], -1).sum(-1)  # [B]
 
-  log_probs = jax.lax.map(under_draw, jnp.arange(model.num_masks))  # [N, B]
+  return jax.lax.map(under_draw, jnp.arange(model.num_masks))  # [N, B]
+
+
+def ensemble_log_prob(model: AutoregressiveModel, x: jax.Array, *,
+                      context: jax.Array | None = None) -> jax.Array:
+  """log of the mixture over the model's N mask draws, log (1/N) Σ_k p(x | draw k): `[B]` nats.
+
+  The average of the N models' probabilities (log-mean-exp of their
+  log-likelihoods, `mask_log_probs`), as in MADE's and EoNADE's ensembles —
+  not the likelihood of averaged logits, which is not a normalized model.
+  Equals `log_prob` for models with one ordering.
+  """
+  if model.num_masks == 1:
+    return log_prob(model, x, context=context)
+  log_probs = mask_log_probs(model, x, context=context)  # [N, B]
   return jax.nn.logsumexp(log_probs, axis=0) - math.log(model.num_masks)
 
 

@@ -29,6 +29,7 @@ to train data-parallel, place `state` replicated and the data sharded with
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -265,21 +266,48 @@ def _restore(manager, **abstract_items):
   return restored["meta"], {name: restored[name] for name in abstract_items}
 
 
-def load_trained_model(workdir, *, which: str = "best"):
-  """(model, config, dataset) from a training workdir's `best` or `latest` checkpoint."""
+def load_trained_model(workdir, *, which: str = "best", num_masks: int | None = None):
+  """(model, config, dataset) from a training workdir's `best` or `latest` checkpoint.
+
+  `num_masks` N rebuilds the model with an ensemble of N orderings instead of the
+  config's (draw k from seed `ordering_seed + k`, so the first ones are the trained
+  config's); only for families whose training covers every ordering
+  (`every_ordering_trained`, deep order-agnostic NADE), where any ensemble is a
+  trained model. The returned config says N.
+  """
   workdir = pathlib.Path(workdir)
   config_path = workdir / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json); run `train` first")
   config = config_lib.from_dict(json.loads(config_path.read_text())["config"])
+  if num_masks is not None:
+    config = _with_num_masks(config, num_masks)
   dataset = data_lib.load_dataset(config.data)
   model = build_model(config, dataset)
+  if num_masks is not None and not model.every_ordering_trained:
+    raise _fixed_ensemble_error(config)
   manager = _manager(workdir, which)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"No {which!r} checkpoint in {workdir / 'checkpoints'}")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   _, restored = _restore(manager, params=params)
   return nnx.merge(graphdef, restored["params"], rest), config, dataset
+
+
+def _with_num_masks(config: config_lib.Config, num_masks: int) -> config_lib.Config:
+  if int(num_masks) < 1:
+    raise ValueError(f"num_masks (orderings in the ensemble) must be >= 1, got {num_masks}")
+  if not hasattr(config.model, "num_masks"):
+    raise _fixed_ensemble_error(config)
+  return dataclasses.replace(config, model=dataclasses.replace(config.model, num_masks=int(num_masks)))
+
+
+def _fixed_ensemble_error(config: config_lib.Config) -> ValueError:
+  return ValueError(
+      f"{type(config.model).__name__}: its orderings are fixed by training (it was trained over "
+      f"{getattr(config.model, 'num_masks', 1)}, and any others were never trained), so it cannot be "
+      "evaluated with another ensemble size; only families trained over every ordering can "
+      "(deep order-agnostic NADE)")
 
 
 def _warm_start_params(source, params):

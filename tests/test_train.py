@@ -270,6 +270,49 @@ def test_order_agnostic_training_uses_every_mask_and_evaluates_the_ensemble(stri
   assert ensemble < min(single) + 0.5 and max(single) < 36 * np.log(2)  # every draw was trained
 
 
+def test_deep_nade_evaluates_with_more_orderings_than_trained_and_made_refuses(stripes, tmp_path):
+  deep = models.DeepNADEConfig(hidden_sizes=(16,), num_masks=2)
+  train.train_and_evaluate(_config(stripes, deep, num_epochs=1), tmp_path / "deep")
+  trained, _, dataset = train.load_trained_model(tmp_path / "deep")
+  wider, config, _ = train.load_trained_model(tmp_path / "deep", num_masks=5)
+  assert wider.num_masks == config.model.num_masks == 5
+  x = dataset.splits["test"][:6]
+  per_draw = np.asarray(arjax.mask_log_probs(wider, x))  # [5, 6]
+  # The first two orderings are the trained ensemble's, with the same parameters.
+  np.testing.assert_allclose(per_draw[:2], arjax.mask_log_probs(trained, x), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(arjax.ensemble_log_prob(wider, x),
+                             jax.nn.logsumexp(per_draw, axis=0) - np.log(5), rtol=1e-5, atol=1e-4)
+  assert np.ptp(per_draw, axis=0).max() > 1e-3, "different orderings should give different likelihoods"
+  script = _script("ensemble_size")
+  curve = {row["num_orderings"]: row for row in script.ensemble_curve(per_draw.T, reference=2)}
+  assert sorted(curve) == [1, 2, 4, 5]
+  np.testing.assert_allclose(curve[5]["nll_nats"], -np.mean(arjax.ensemble_log_prob(wider, x)), rtol=1e-5)
+  np.testing.assert_allclose(curve[2]["nll_nats"], -np.mean(arjax.ensemble_log_prob(trained, x)), rtol=1e-5)
+  assert curve[2]["minus_reference_nats"] == 0.0
+  script.main([str(tmp_path / "deep"), "--num-masks", "5", "--examples", "6", "--out", str(tmp_path / "e.json")])
+  report = json.loads((tmp_path / "e.json").read_text())
+  assert report["trained_num_orderings"] == 2 and report["num_examples"] == 6
+  assert [row["num_orderings"] for row in report["ensembles"]] == [1, 2, 4, 5]
+
+  made = models.MADEConfig(hidden_sizes=(32,), ordering="random", num_masks=2)
+  train.train_and_evaluate(_config(stripes, made, num_epochs=1), tmp_path / "made")
+  with pytest.raises(ValueError, match="fixed by training"):
+    train.load_trained_model(tmp_path / "made", num_masks=4)
+  with pytest.raises(ValueError, match="must be >= 1"):
+    train.load_trained_model(tmp_path / "deep", num_masks=0)
+
+
+def _script(name):
+  """A module of scripts/ (not a package), loaded from its file."""
+  import importlib.util
+  import pathlib
+
+  spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).parent.parent / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def _with_mask(model, index):
   model = nnx.clone(model)
   model.set_mask(index)

@@ -62,6 +62,10 @@ class AutoregressiveModel(nnx.Module):
   num_masks: int = 1
   has_training_objective: bool = False
   order_agnostic: bool = False
+  #: True when training covers every ordering (deep order-agnostic NADE's objective
+  #: averages over all D! of them), so an ensemble of any size is a trained model and
+  #: evaluation may use more orderings than `num_masks` (`train.load_trained_model`).
+  every_ordering_trained: bool = False
   #: C, the size of the context vector the model conditions on (0: unconditional).
   context_size: int = 0
 

@@ -63,6 +63,7 @@ class DeepNADE(base.AutoregressiveModel):
   has_cache = True
   has_training_objective = True
   order_agnostic = True
+  every_ordering_trained = True
 
   def __init__(self, event_shape, *, hidden_sizes: tuple[int, ...] = (500, 500),
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="random",
