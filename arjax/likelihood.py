@@ -92,14 +92,16 @@ def nats_to_bits_per_dim(nll_nats, num_dims: int):
 
 
 def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size: int, *,
-                context: np.ndarray | None = None):
+                context: np.ndarray | None = None, pass_offset: bool = False):
   """`batch_fn(graphdef, state, x_batch)` over `x [N, ...]` in fixed-size batches.
 
   The last batch is padded so that one compilation of a jitted `batch_fn`
   serves them all; outputs (any pytree of `[batch, ...]` arrays) are
   concatenated along the first axis and cut back to N. With `context [N, C]`
   (a conditional model's), its rows go along with x's as
-  `batch_fn(graphdef, state, x_batch, context=context_batch)`.
+  `batch_fn(graphdef, state, x_batch, context=context_batch)`. With
+  `pass_offset`, `batch_fn` also gets `offset=`, the index in `x` of the
+  batch's first example (an int32 scalar, so one compilation still serves all).
   """
   graphdef, state = nnx.split(model)
   num = len(x)
@@ -114,6 +116,7 @@ def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size:
   padded = pad(x)
   padded_context = None if context is None else pad(np.asarray(context))
   outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]),
-                      **({} if context is None else {"context": jnp.asarray(padded_context[i:i + batch_size])}))
+                      **({} if context is None else {"context": jnp.asarray(padded_context[i:i + batch_size])}),
+                      **({"offset": jnp.int32(i)} if pass_offset else {}))
              for i in range(0, len(padded), batch_size)]
   return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:num], *outputs)

@@ -6,7 +6,7 @@ Murray & Larochelle 2014).
 Two hidden layers of 500 ReLU units over [x ⊙ m, m]; trained on the
 order-agnostic objective (a random ordering and split point per example,
 rescaled by D/(D−d); arjax/models/deep_nade.py). Early stopping watches that
-objective on the validation set (fixed key), an upper bound on the NLL;
+objective on the validation set (fixed keys, one per batch), an upper bound on the NLL;
 exact likelihoods cost D = 784 passes per ordering and are computed at the
 end: the test NLL is the ensemble over 16 random orderings, log-mean-exp of
 the 16 exact likelihoods (published EoNADE 2 hidden layers: 85.10 nats), and

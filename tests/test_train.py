@@ -302,6 +302,14 @@ def test_deep_nade_evaluates_with_more_orderings_than_trained_and_made_refuses(s
     train.load_trained_model(tmp_path / "deep", num_masks=0)
 
 
+def test_validation_estimate_draws_anew_in_every_batch_and_is_reproducible():
+  model = models.DeepNADE((12,), hidden_sizes=(8,), rngs=nnx.Rngs(0))
+  x = np.tile(np.random.default_rng(0).integers(0, 2, (1, 12)).astype(np.float32), (8, 1))
+  estimate = train.validation_log_prob(model, x, batch_size=4)  # two batches of one example, repeated
+  np.testing.assert_array_equal(estimate, train.validation_log_prob(model, x, batch_size=4))
+  assert not np.allclose(estimate[:4], estimate[4:]), "batch 2 should not repeat batch 1's draws"
+
+
 def _script(name):
   """A module of scripts/ (not a package), loaded from its file."""
   import importlib.util
