@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from flax import nnx
 
 from arjax import heads as heads_lib
@@ -92,7 +93,7 @@ def nats_to_bits_per_dim(nll_nats, num_dims: int):
 
 
 def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size: int, *,
-                context: np.ndarray | None = None, pass_offset: bool = False):
+                context: np.ndarray | None = None, pass_offset: bool = False, progress: str | None = None):
   """`batch_fn(graphdef, state, x_batch)` over `x [N, ...]` in fixed-size batches.
 
   The last batch is padded so that one compilation of a jitted `batch_fn`
@@ -102,6 +103,7 @@ def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size:
   `batch_fn(graphdef, state, x_batch, context=context_batch)`. With
   `pass_offset`, `batch_fn` also gets `offset=`, the index in `x` of the
   batch's first example (an int32 scalar, so one compilation still serves all).
+  `progress`: a description for a progress bar over the batches (none by default).
   """
   graphdef, state = nnx.split(model)
   num = len(x)
@@ -118,5 +120,5 @@ def map_batches(batch_fn, model: AutoregressiveModel, x: np.ndarray, batch_size:
   outputs = [batch_fn(graphdef, state, jnp.asarray(padded[i:i + batch_size]),
                       **({} if context is None else {"context": jnp.asarray(padded_context[i:i + batch_size])}),
                       **({"offset": jnp.int32(i)} if pass_offset else {}))
-             for i in range(0, len(padded), batch_size)]
+             for i in tqdm.tqdm(range(0, len(padded), batch_size), desc=progress, disable=progress is None)]
   return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:num], *outputs)

@@ -82,7 +82,8 @@ def main(argv=None):
   if args.examples and args.examples < len(x):
     x = x[np.sort(np.random.default_rng(args.seed).choice(len(x), args.examples, replace=False))]
   with jax.default_matmul_precision("highest"):  # as `train.dataset_log_prob`: full float32
-    log_probs = likelihood.map_batches(_draw_log_probs, model, x, args.batch_size)  # [examples, N]
+    log_probs = likelihood.map_batches(_draw_log_probs, model, x, args.batch_size,
+                                       progress=f"{args.num_masks} orderings")  # [examples, N]
   single = -log_probs.mean(0)  # each ordering's own NLL, [N]
   result = {
       "workdir": str(args.workdir), "checkpoint": args.checkpoint, "split": args.split,
