@@ -22,6 +22,7 @@ def features(model, x, *, context=None):
 
 __all__ = [
     "bits_per_dim", "check_input", "conditional_log_prob", "ensemble_log_prob", "features", "heads",
-    "log_prob", "log_prob_per_dim", "marginal_log_prob", "mask_log_probs", "models", "orderings", "sample", "sample_given",
+    "log_prob", "log_prob_per_dim", "marginal_log_prob", "mask_log_probs", "models", "orderings",
+    "sample", "sample_given",
 ]
 __version__ = "0.1.0"
