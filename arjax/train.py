@@ -373,6 +373,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
                        overrides: tuple[str, ...] = ()) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint); returns the results dict."""
   start_time = time.time()
+  git_commit = _git_commit()  # the code that runs, not what is checked out when it ends
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   train_config = config.train
@@ -559,7 +560,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       "wall_time_all_invocations_s": earlier_wall_seconds + time.time() - start_time,
       "device": device_description(),
       "jax_version": jax.__version__,
-      "git_commit": _git_commit(),
+      "git_commit": git_commit,
       "config": config_lib.to_dict(config),
   }
   if config.data.dequantize == "logit":  # the NLL above is in logit space; this is per 8-bit pixel
