@@ -55,7 +55,6 @@ def mask_log_probs(model: AutoregressiveModel, x: jax.Array, *,
   of one pass; the caller's model keeps its current draw.
   """
   check_input(model, x)
-  x = jnp.asarray(x)  # indexed by the traced draw's ordering below, so not a NumPy array
   graphdef, state = nnx.split(model)
 
   def under_draw(index):

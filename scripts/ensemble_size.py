@@ -21,6 +21,7 @@ Writes the JSON (default: print only) with the command, machine, wall time and c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import pathlib
@@ -35,7 +36,7 @@ from flax import nnx
 from arjax import likelihood, train
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("graphdef",))  # as train._batch_log_prob
 def _draw_log_probs(graphdef, state, x):
   return likelihood.mask_log_probs(nnx.merge(graphdef, state), x).T  # [B, N]
 

@@ -114,7 +114,9 @@ class AutoregressiveModel(nnx.Module):
   def _inputs_in_order(self, x: jax.Array) -> jax.Array:
     """[B, *event_shape] values -> [B, D] network inputs, in ordering (position) order."""
     inputs = self.head.as_input(x).reshape(x.shape[0], self.num_dims)  # [B, D]
-    return inputs[:, self.ordering[...]]
+    # jnp.take, not inputs[:, ordering]: NumPy inputs cannot be indexed by a traced ordering
+    # (one chosen inside lax.map or vmap, as in ensembles and marginals).
+    return jnp.take(inputs, self.ordering[...], axis=1)
 
   def _params_to_event(self, params_by_position: jax.Array) -> jax.Array:
     """[B, D, P] in position order -> [B, *event_shape, P] in dimension order."""

@@ -196,7 +196,7 @@ class DeepNADE(base.AutoregressiveModel):
 
     carry = jnp.zeros((batch, first.shape[-1]), inputs.dtype)
     _, by_chunk = jax.lax.scan(step, carry, (
-        chunks(inputs[:, ordering], 1), chunks(value_rows, 0), chunks(mask_prefix, 0),
+        chunks(jnp.take(inputs, ordering, axis=1), 1), chunks(value_rows, 0), chunks(mask_prefix, 0),
         chunks(output_weights[:, ordering], 1), chunks(self.output_bias[...][ordering], 0)))
     by_position = jnp.moveaxis(by_chunk, 0, 1).reshape(batch, num_chunks * size, -1)[:, :num_dims]
     return self._params_to_event(by_position)  # [B, *event_shape, P]
