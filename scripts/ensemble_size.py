@@ -2,14 +2,15 @@
 """Test NLL of a deep order-agnostic NADE ensemble as a function of its number of orderings.
 
     ARJAX_DATA_DIR=../shared/data python scripts/ensemble_size.py runs/eonade \\
-        [--num-masks 128] [--examples 2000] [--seed 0] [--split test] [--out FILE.json]
+        [--num-masks 128] [--reference 16] [--examples 2000] [--seed 0] [--split test] [--out FILE.json]
 
 Evaluates log p(x | o_k) for the orderings k = 0..N-1 (seeds ordering_seed + k, so
 the first ones are the trained config's ensemble) on the split, or on a seeded random
 subset of `--examples` of its examples, then reports for K = 1, 2, 4, ..., N the NLL
 of the ensemble of the first K orderings, log (1/K) Σ_k p(x | o_k), with its standard
-error, and its difference from the trained config's ensemble size on the same examples
-(a paired difference, so its standard error is far smaller than either NLL's).
+error, and its difference from the ensemble of `--reference` orderings (default: the trained
+config's ensemble size) on the same examples (a paired difference, so its standard error is far
+smaller than either NLL's).
 Published ensembles differ in size (Uria et al. 2014 list EoNADE with 2 to 128
 orderings), so this is the curve to compare along. Exact likelihoods cost D passes
 per ordering: the 10,000 test digits × 128 orderings took 78 min on a 2-core CPU
@@ -67,6 +68,8 @@ def main(argv=None):
   parser.add_argument("workdir", type=pathlib.Path)
   parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
   parser.add_argument("--num-masks", type=int, default=128, help="largest ensemble (orderings 0..N-1)")
+  parser.add_argument("--reference", type=int, default=None,
+                      help="ensemble size the differences are taken from (default: the trained config's)")
   parser.add_argument("--examples", type=int, default=0, help="seeded random subset of the split (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the subset")
   parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
@@ -80,6 +83,9 @@ def main(argv=None):
   if model.context_size:
     raise ValueError(f"{args.workdir}: a conditional model; this script takes unconditional ones")
   trained = json.loads((args.workdir / "config.json").read_text())["config"]["model"]["num_masks"]
+  reference = min(args.reference or trained, args.num_masks)
+  if reference < 1:
+    raise ValueError(f"--reference must be >= 1, got {args.reference}")
   x = dataset.splits[args.split]
   if args.examples and args.examples < len(x):
     x = x[np.sort(np.random.default_rng(args.seed).choice(len(x), args.examples, replace=False))]
@@ -92,7 +98,8 @@ def main(argv=None):
       "num_examples": len(x), "subset_seed": args.seed if len(x) < len(dataset.splits[args.split]) else None,
       "trained_num_orderings": trained,
       "single_ordering_nll_mean": float(single.mean()), "single_ordering_nll_std_over_orderings": float(single.std()),
-      "ensembles": ensemble_curve(log_probs, min(trained, args.num_masks)),
+      "reference_num_orderings": reference,
+      "ensembles": ensemble_curve(log_probs, reference),
       "command": " ".join(shlex.quote(w) for w in ["python", "scripts/ensemble_size.py",
                                                      *(sys.argv[1:] if argv is None else argv)]),
       "wall_time_s": time.time() - start, "device": train.device_description(),

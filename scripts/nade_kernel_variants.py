@@ -5,9 +5,16 @@ Prints one JSON line per (variant, batch):
   eval: jitted forward log-likelihood, B=1000.
 
 Usage: python scripts/nade_kernel_variants.py [VARIANT ...]
-Variants: reference, checkpoint_scan_c16, kernel_c8, kernel_c16, kernel_c32,
-kernel_c16_2dev (batch sharded over 2 virtual CPU devices; re-executes this
-script in a subprocess with XLA_FLAGS set, since the flag must precede jax init).
+Variants: reference, checkpoint_scan_c16, kernel_c8, kernel_c14, kernel_c16,
+kernel_c28, kernel_c32, kernel_c16_2dev (batch sharded over 2 virtual CPU
+devices; re-executes this script in a subprocess with XLA_FLAGS set, since the
+flag must precede jax init).
+
+  python scripts/nade_kernel_variants.py --xla-flag-sweep [--rounds N]
+
+times kernel_c16's train step under each of XLA_FLAG_SETS (one subprocess per
+setting, the settings interleaved in each round); each line carries its
+``xla_flags``.
 """
 
 import json
@@ -18,7 +25,22 @@ import time
 
 D, H = 784, 500
 TRAIN_BATCH, EVAL_BATCH = 128, 1000
-ALL = ["reference", "checkpoint_scan_c16", "kernel_c8", "kernel_c16", "kernel_c32", "kernel_c16_2dev"]
+ALL = ["reference", "checkpoint_scan_c16", "kernel_c8", "kernel_c14", "kernel_c16", "kernel_c28", "kernel_c32",
+       "kernel_c16_2dev"]
+# XLA:CPU options that might speed up the kernel's small-K matrix products or its elementwise passes.
+XLA_FLAG_SETS = [
+    "",
+    "--xla_cpu_enable_fast_math=true",
+    "--xla_cpu_use_thunk_runtime=false",
+    "--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_DOT",
+    "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT",
+    "--xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_DOT",
+    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
+    "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+    "--xla_cpu_prefer_vector_width=512",
+    "--xla_cpu_use_fusion_emitters=false",
+]
 
 
 def _checkpoint_scan(x, W, c, V, b, chunk_size=16):
@@ -104,14 +126,27 @@ def _measure(variant):
     state[0], state[1], loss = train_step(state[0], state[1], x)
     return loss
 
-  print(json.dumps({"variant": variant, "batch": TRAIN_BATCH, "train_ex_per_s": round(rate(run_train, TRAIN_BATCH, 2 if slow else 8), 1)}), flush=True)
-  if slow:
-    return  # [1000, 784, 500] f32 intermediates are several GB
+  print(json.dumps({"variant": variant, "batch": TRAIN_BATCH, "train_ex_per_s": round(rate(run_train, TRAIN_BATCH, 2 if slow else 24), 1)}), flush=True)
+  if slow or os.environ.get("NADE_VARIANTS_TRAIN_ONLY"):
+    return  # reference: [1000, 784, 500] f32 intermediates are several GB
   xe = data(EVAL_BATCH)
   print(json.dumps({"variant": variant, "batch": EVAL_BATCH, "eval_ex_per_s": round(rate(lambda: eval_ll(params, xe), EVAL_BATCH, 3), 1)}), flush=True)
 
 
+def flag_sweep(rounds):
+  for r in range(rounds):
+    for flags in XLA_FLAG_SETS:
+      env = dict(os.environ, XLA_FLAGS=flags, NADE_VARIANTS_TRAIN_ONLY="1")
+      out = subprocess.run([sys.executable, __file__, "kernel_c16"], env=env, check=True,
+                           capture_output=True, text=True).stdout
+      for line in out.splitlines():
+        print(json.dumps({**json.loads(line), "round": r + 1, "xla_flags": flags}), flush=True)
+
+
 def main(variants):
+  if variants and variants[0] == "--xla-flag-sweep":
+    rounds = int(variants[2]) if variants[1:2] == ["--rounds"] else 2
+    return flag_sweep(rounds)
   for v in variants:
     if v.endswith("_2dev") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
       env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")

@@ -293,6 +293,11 @@ def test_deep_nade_evaluates_with_more_orderings_than_trained_and_made_refuses(s
   report = json.loads((tmp_path / "e.json").read_text())
   assert report["trained_num_orderings"] == 2 and report["num_examples"] == 6
   assert [row["num_orderings"] for row in report["ensembles"]] == [1, 2, 4, 5]
+  assert report["reference_num_orderings"] == 2
+  script.main([str(tmp_path / "deep"), "--num-masks", "5", "--reference", "4", "--examples", "6",
+               "--out", str(tmp_path / "e4.json")])
+  rows = {row["num_orderings"]: row for row in json.loads((tmp_path / "e4.json").read_text())["ensembles"]}
+  assert rows[4]["minus_reference_nats"] == 0.0 and rows[2]["minus_reference_nats"] != 0.0
 
   made = models.MADEConfig(hidden_sizes=(32,), ordering="random", num_masks=2)
   train.train_and_evaluate(_config(stripes, made, num_epochs=1), tmp_path / "made")
