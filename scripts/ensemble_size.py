@@ -83,9 +83,9 @@ def main(argv=None):
   if model.context_size:
     raise ValueError(f"{args.workdir}: a conditional model; this script takes unconditional ones")
   trained = json.loads((args.workdir / "config.json").read_text())["config"]["model"]["num_masks"]
-  reference = min(args.reference or trained, args.num_masks)
-  if reference < 1:
+  if args.reference is not None and args.reference < 1:
     raise ValueError(f"--reference must be >= 1, got {args.reference}")
+  reference = min(trained if args.reference is None else args.reference, args.num_masks)
   x = dataset.splits[args.split]
   if args.examples and args.examples < len(x):
     x = x[np.sort(np.random.default_rng(args.seed).choice(len(x), args.examples, replace=False))]

@@ -4,7 +4,7 @@ Prints one JSON line per (variant, batch):
   train: one jitted optax.adam step of mean-over-batch summed Bernoulli NLL, B=128;
   eval: jitted forward log-likelihood, B=1000.
 
-Usage: python scripts/nade_kernel_variants.py [VARIANT ...]
+Usage: python scripts/nade_kernel_variants.py [VARIANT ...] [--train-only]
 Variants: reference, checkpoint_scan_c16, kernel_c8, kernel_c14, kernel_c16,
 kernel_c28, kernel_c32, kernel_c16_2dev (batch sharded over 2 virtual CPU
 devices; re-executes this script in a subprocess with XLA_FLAGS set, since the
@@ -17,6 +17,7 @@ setting, the settings interleaved in each round); each line carries its
 ``xla_flags``.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -64,7 +65,7 @@ def _checkpoint_scan(x, W, c, V, b, chunk_size=16):
   return outs.transpose(1, 0, 2, 3).reshape(B, -1, V.shape[-1]) + b
 
 
-def _measure(variant):
+def _measure(variant, train_only=False):
   import jax
   import jax.numpy as jnp
   import optax
@@ -127,7 +128,7 @@ def _measure(variant):
     return loss
 
   print(json.dumps({"variant": variant, "batch": TRAIN_BATCH, "train_ex_per_s": round(rate(run_train, TRAIN_BATCH, 2 if slow else 24), 1)}), flush=True)
-  if slow or os.environ.get("NADE_VARIANTS_TRAIN_ONLY"):
+  if slow or train_only:
     return  # reference: [1000, 784, 500] f32 intermediates are several GB
   xe = data(EVAL_BATCH)
   print(json.dumps({"variant": variant, "batch": EVAL_BATCH, "eval_ex_per_s": round(rate(lambda: eval_ll(params, xe), EVAL_BATCH, 3), 1)}), flush=True)
@@ -136,25 +137,31 @@ def _measure(variant):
 def flag_sweep(rounds):
   for r in range(rounds):
     for flags in XLA_FLAG_SETS:
-      env = dict(os.environ, XLA_FLAGS=flags, NADE_VARIANTS_TRAIN_ONLY="1")
-      out = subprocess.run([sys.executable, __file__, "kernel_c16"], env=env, check=True,
-                           capture_output=True, text=True).stdout
+      out = subprocess.run([sys.executable, __file__, "kernel_c16", "--train-only"], env=dict(os.environ, XLA_FLAGS=flags),
+                           check=True, capture_output=True, text=True).stdout
       for line in out.splitlines():
         print(json.dumps({**json.loads(line), "round": r + 1, "xla_flags": flags}), flush=True)
 
 
-def main(variants):
-  if variants and variants[0] == "--xla-flag-sweep":
-    rounds = int(variants[2]) if variants[1:2] == ["--rounds"] else 2
-    return flag_sweep(rounds)
-  for v in variants:
+def main(argv):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("variants", nargs="*", metavar="VARIANT", help=f"default: all of {', '.join(ALL)}")
+  parser.add_argument("--train-only", action="store_true", help="skip the eval_ll figure")
+  parser.add_argument("--xla-flag-sweep", action="store_true")
+  parser.add_argument("--rounds", type=int, default=2, help="rounds of the flag sweep")
+  args = parser.parse_args(argv)
+  if unknown := [v for v in args.variants if v not in ALL]:
+    parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+  if args.xla_flag_sweep:
+    return flag_sweep(args.rounds)
+  for v in args.variants or ALL:
     if v.endswith("_2dev") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
       env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-      subprocess.run([sys.executable, __file__, v], env=env, check=True)
+      subprocess.run([sys.executable, __file__, v] + ["--train-only"] * args.train_only, env=env, check=True)
     else:
-      _measure(v)
+      _measure(v, train_only=args.train_only)
 
 
 if __name__ == "__main__":
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-  main(sys.argv[1:] or ALL)
+  main(sys.argv[1:])
