@@ -7,6 +7,12 @@ from arjax.models.made import MADE, MADEConfig
 from arjax.models.nade import NADE, NADEConfig
 from arjax.models.rnn import RNN, RNNConfig
 
+__all__ = [
+    "AutoregressiveModel", "Ordering", "MODEL_CONFIGS", "get_model_config",
+    "DeepNADE", "DeepNADEConfig", "FVSBN", "FVSBNConfig", "MADE", "MADEConfig",
+    "NADE", "NADEConfig", "RNN", "RNNConfig",
+]
+
 #: Model configs by family name (used by the command line and config overrides).
 MODEL_CONFIGS = {
     "deep_nade": DeepNADEConfig,
