@@ -139,7 +139,7 @@ elif [ "${CAMPAIGN:-1}" = 8 ]; then  # prepared in the fourth session, updated i
   # CPU (stage 4 at 1e-4: 87.22; stage 5 at 3e-4: 86.74 with 16 orderings), so three strengths
   # from scratch (an epoch is ~0.6 s here, faster with the sampler of d17f121) beside a stage 8
   # from the CPU stage 7's best parameters (.gpu/eonade_stage7cpu) with the recipe that gained
-  # ~0.4-0.5 nats in each of stages 5, 6 and 7 (a fresh Adam at 1e-4 decaying x0.995 an epoch,
+  # 0.3-0.5 nats in each of stages 5, 6 and 7 (a fresh Adam at 1e-4 decaying x0.995 an epoch,
   # L2 3e-4, patience 150; L2 1e-3 at Adam 3e-5 made stage 6 worse).
   for l2 in 1e-4 3e-4 1e-3; do
     run "eonade_l2_$l2" eonade_binarized_mnist smoke "optim.l2=$l2" train.samples_every=100
