@@ -149,6 +149,23 @@ elif [ "${CAMPAIGN:-1}" = 8 ]; then  # prepared in the fourth session, updated i
       train.init_from=.gpu/eonade_stage7cpu optim.learning_rate=1e-4 optim.l2=3e-4 train.patience=150 \
       train.samples_every=100
   fi
+elif [ "${CAMPAIGN:-1}" = 9 ]; then  # 2026-11-26, eighth session: EoNADE stage 8 on the GPU.
+  # Three warm starts from the CPU stage 7's best parameters (.gpu/eonade_stage7cpu; 128
+  # orderings 85.22, the target 85.10) side by side: the recipe of stages 5-7 (a fresh Adam at
+  # 1e-4 decaying x0.995 an epoch, coupled L2 3e-4, patience 150), a larger restart (2e-4) and
+  # a slower decay (x0.998). The one with the best validation estimate then gets the exact
+  # 128-ordering test curve (ENSEMBLE_RUNS below), as the CPU stages did.
+  if [ "$SMOKE" != 1 ] && [ -d .gpu/eonade_stage7cpu ]; then
+    stage8() {  # NAME [OVERRIDES...]
+      local name=$1; shift
+      run "$name" eonade_binarized_mnist smoke train.init_from=.gpu/eonade_stage7cpu model.num_masks=1 \
+        optim.l2=3e-4 train.patience=150 train.samples_every=100 "$@"
+    }
+    stage8 eonade_stage8 optim.learning_rate=1e-4
+    stage8 eonade_stage8_lr2e-4 optim.learning_rate=2e-4
+    stage8 eonade_stage8_decay0.998 optim.learning_rate=1e-4 optim.decay_rate=0.998
+    ENSEMBLE_RUNS="eonade_stage8 eonade_stage8_lr2e-4 eonade_stage8_decay0.998"
+  fi
 else  # CAMPAIGN=4 (prepared in session 2; lease 4 ran CAMPAIGN=5 instead): the 32-mask MADE ensemble from scratch (its 8000-wide
   # checkpoint is too large to come back), EoNADE and the LSTM warm-started from the best
   # parameters that lease 3 brought back (copy them to .gpu/eonade_stage2 and .gpu/lstm_b500).
@@ -168,6 +185,23 @@ for d in "$RUNS"/*/; do  # the generative classifier of every class-conditional 
     $PY -m arjax classify "$d" >"$LOGS/$(basename "$d")_classify.log" 2>&1 && cp "$d/classify_test.json" "$LOGS/$(basename "$d")_classify_test.json"
   fi
 done
+
+if [ -n "${ENSEMBLE_RUNS:-}" ]; then  # the exact test curve of the best-validation run among these
+  best=$($PY -c "
+import json, os, sys
+done = [n for n in sys.argv[1:] if os.path.exists(f'$RUNS/{n}/results.json')]
+print(min(done, key=lambda n: json.load(open(f'$RUNS/{n}/results.json'))['best_valid_nll_nats']) if done else '')
+" $ENSEMBLE_RUNS)
+  left=$(( ${ENSEMBLE_DEADLINE:-540} - ($(date +%s) - start) ))
+  if [ -n "$best" ] && [ "$left" -gt 30 ]; then
+    echo "ensemble curve of $best (chosen on validation), ${left} s left"
+    timeout "$left" $PY scripts/ensemble_size.py "$RUNS/$best" --num-masks "${ENSEMBLE_MASKS:-128}" \
+      --reference 16 --batch-size 1000 --out "$LOGS/${best}_ensemble_size_test.json" \
+      >"$LOGS/${best}_ensemble_size.log" 2>&1 || echo "ensemble curve failed or timed out: $(tail -c 300 "$LOGS/${best}_ensemble_size.log")"
+    [ -f "$LOGS/${best}_ensemble_size_test.json" ] && cp "$LOGS/${best}_ensemble_size_test.json" "$OUT/" \
+      && grep -A1 '"num_orderings": 128' "$LOGS/${best}_ensemble_size_test.json"
+  fi
+fi
 
 for d in "$RUNS"/*/; do
   name=$(basename "$d")
@@ -192,5 +226,8 @@ pack ckpt_made.tar.gz made eonade made_direct
 pack ckpt_other.tar.gz lstm fvsbn_d98 fvsbn_d98_l2_2e-4 made_direct_random
 pack ckpt_third.tar.gz eonade_warm lstm_b500 eonade_stage3 lstm_stage2 eonade_stage3_lr1e-4
 pack ckpt_eonade.tar.gz eonade_l2_1e-5 eonade_l2_1e-4 eonade_l2_1e-3 eonade_stage5
+pack ckpt_stage8.tar.gz eonade_stage8  # one archive each: the three together come to ~16 MB
+pack ckpt_stage8_lr2e-4.tar.gz eonade_stage8_lr2e-4
+pack ckpt_stage8_decay0.998.tar.gz eonade_stage8_decay0.998
 ls -la "$OUT"
 echo "done after $(( $(date +%s) - start )) s"
