@@ -81,15 +81,14 @@ void ParallelTiles(int64_t tiles, int threads, Body body) {
   for (auto& thread : pool) thread.join();
 }
 
-struct Shapes {
-  int64_t B, D, H, P, C, K;
-};
-
-// h[r] = sigmoid(a[r]) for the rows of a tile; params[r] = b_d + h[r] V_d.
-inline void Readout(const float* __restrict a, float* __restrict h, const float* __restrict Vd,
-                    const float* __restrict bd, float* __restrict out, int64_t H, int64_t P) {
+inline void Sigmoid(const float* __restrict a, float* __restrict h, int64_t H) {
 #pragma omp simd
   for (int64_t i = 0; i < H; ++i) h[i] = sigmoid(a[i]);
+}
+
+// params = b_d + h V_d for one example.
+inline void Readout(const float* __restrict h, const float* __restrict Vd, const float* __restrict bd,
+                    float* __restrict out, int64_t H, int64_t P) {
   if (P == 1) {
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
@@ -102,6 +101,15 @@ inline void Readout(const float* __restrict a, float* __restrict h, const float*
     for (int64_t p = 0; p < P; ++p) out[p] += h[i] * Vd[i * P + p];
 }
 
+// a += x W_d.
+inline void Advance(float* __restrict a, float xv, const float* __restrict Wd, int64_t H) {
+#pragma omp simd
+  for (int64_t i = 0; i < H; ++i) a[i] += xv * Wd[i];
+}
+
+// The running sum only moves where x_d != 0 (~13% of binarized MNIST's pixels), so the
+// hidden units are recomputed only then: between two such positions h_d is the same vector.
+
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
                        ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::F32> b, int64_t chunk,
                        ffi::ResultBuffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> carries) {
@@ -112,22 +120,25 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Bu
   float *out = params->typed_data(), *saved = carries->typed_data();
   const int64_t tiles = (B + kRows - 1) / kRows;
   ParallelTiles(tiles, NumThreads(tiles), [&](int, int64_t begin, int64_t end) {
-    std::vector<float> a(kRows * H), h(H);
+    std::vector<float> a(kRows * H), h(kRows * H);
+    bool stale[kRows];
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
-      for (int64_t r = 0; r < rows; ++r) std::memcpy(&a[r * H], cs + (n0 + r) * H, H * sizeof(float));
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(&a[r * H], cs + (n0 + r) * H, H * sizeof(float));
+        stale[r] = true;
+      }
       for (int64_t d = 0; d < D; ++d) {
         const float *Wd = Ws + d * H, *Vd = Vs + d * H * P, *bd = bs + d * P;
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n = n0 + r;
-          float* ar = &a[r * H];
+          float *ar = &a[r * H], *hr = &h[r * H];
           if (d % C == 0) std::memcpy(saved + (n * K + d / C) * H, ar, H * sizeof(float));
-          Readout(ar, h.data(), Vd, bd, out + (n * D + d) * P, H, P);
+          if (stale[r]) Sigmoid(ar, hr, H);
+          Readout(hr, Vd, bd, out + (n * D + d) * P, H, P);
           const float xv = xs[n * D + d];
-          if (xv != 0.0f) {
-#pragma omp simd
-            for (int64_t i = 0; i < H; ++i) ar[i] += xv * Wd[i];
-          }
+          stale[r] = xv != 0.0f;
+          if (stale[r]) Advance(ar, xv, Wd, H);
         }
       }
     }
@@ -153,7 +164,10 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::B
     std::vector<float>& dV = dVs[t];
     dW.assign(D * H, 0.0f);
     dV.assign(D * H * P, 0.0f);
-    std::vector<float> hs(kRows * C * H), S(kRows * H), a(H), gv(H);
+    // A chunk's distinct hidden units h and h (1 - h) per example (at most C of each), and
+    // which of them each position uses.
+    std::vector<float> hs(kRows * C * H), us(kRows * C * H), S(kRows * H), a(H), gv(H);
+    std::vector<int64_t> slot(kRows * C);
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
       std::fill(S.begin(), S.end(), 0.0f);
@@ -163,16 +177,20 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::B
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n = n0 + r;
           std::memcpy(a.data(), saved + (n * K + k) * H, H * sizeof(float));
+          int64_t next = 0;
+          bool stale = true;
           for (int64_t d = d0; d < d1; ++d) {
-            float* hd = &hs[(r * C + d - d0) * H];
+            if (stale) {
+              float *hd = &hs[(r * C + next) * H], *ud = &us[(r * C + next) * H];
+              Sigmoid(a.data(), hd, H);
 #pragma omp simd
-            for (int64_t i = 0; i < H; ++i) hd[i] = sigmoid(a[i]);
-            const float xv = xs[n * D + d];
-            if (xv != 0.0f && d + 1 < d1) {
-              const float* Wd = Ws + d * H;
-#pragma omp simd
-              for (int64_t i = 0; i < H; ++i) a[i] += xv * Wd[i];
+              for (int64_t i = 0; i < H; ++i) ud[i] = hd[i] * (1.0f - hd[i]);
+              ++next;
             }
+            slot[r * C + d - d0] = next - 1;
+            const float xv = xs[n * D + d];
+            stale = xv != 0.0f;
+            if (stale && d + 1 < d1) Advance(a.data(), xv, Ws + d * H, H);
           }
         }
         for (int64_t d = d1 - 1; d >= d0; --d) {
@@ -180,7 +198,8 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::B
           float *dWd = &dW[d * H], *dVd = &dV[d * H * P];
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t n = n0 + r;
-            const float* hd = &hs[(r * C + d - d0) * H];
+            const int64_t s = (r * C + slot[r * C + d - d0]) * H;
+            const float *hd = &hs[s], *ud = &us[s];
             const float* gd = gs + (n * D + d) * P;
             float* Sr = &S[r * H];
             // dx_d = S . W_d and dW_d += x_d S, with S summing the deltas after d.
@@ -189,28 +208,25 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::B
             for (int64_t i = 0; i < H; ++i) acc += Sr[i] * Wd[i];
             dx[n * D + d] = acc;
             const float xv = xs[n * D + d];
-            if (xv != 0.0f) {
-#pragma omp simd
-              for (int64_t i = 0; i < H; ++i) dWd[i] += xv * Sr[i];
-            }
+            if (xv != 0.0f) Advance(dWd, xv, Sr, H);
             if (P == 1) {
               const float g0 = gd[0];
 #pragma omp simd
               for (int64_t i = 0; i < H; ++i) {
                 dVd[i] += hd[i] * g0;
-                Sr[i] += g0 * Vd[i] * hd[i] * (1.0f - hd[i]);
+                Sr[i] += g0 * Vd[i] * ud[i];
               }
             } else {
               for (int64_t i = 0; i < H; ++i) {
-                float s = 0.0f;
+                float sum = 0.0f;
                 for (int64_t p = 0; p < P; ++p) {
                   dVd[i * P + p] += hd[i] * gd[p];
-                  s += gd[p] * Vd[i * P + p];
+                  sum += gd[p] * Vd[i * P + p];
                 }
-                gv[i] = s;
+                gv[i] = sum;
               }
 #pragma omp simd
-              for (int64_t i = 0; i < H; ++i) Sr[i] += gv[i] * hd[i] * (1.0f - hd[i]);
+              for (int64_t i = 0; i < H; ++i) Sr[i] += gv[i] * ud[i];
             }
           }
         }
