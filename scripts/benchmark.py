@@ -41,7 +41,8 @@ NUM_DIMS = 784
 
 # name -> model config; sizes as in the papers (and in the PyTorch references).
 MODELS = {
-    "nade": lambda: models.NADEConfig(num_hidden=500),
+    "nade": lambda: models.NADEConfig(num_hidden=500),  # kernel "auto": the fused C++ kernel on CPU
+    "nade_chunked": lambda: models.NADEConfig(num_hidden=500, kernel="chunked"),  # the pure-XLA one
     "fvsbn": lambda: models.FVSBNConfig(),
     "lstm": lambda: models.RNNConfig(cell="lstm", num_hidden=256),
     "made": lambda: models.MADEConfig(hidden_sizes=(500,)),
