@@ -100,6 +100,12 @@ def test_nade_auto_uses_it_on_cpu_and_agrees_with_the_chunked_kernel():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_auto_keeps_the_chunked_kernel_for_heads_with_several_parameters():
+  model = models.NADE((12,), num_hidden=5, head=arjax.heads.Categorical(num_classes=4), rngs=nnx.Rngs(0))
+  x = jnp.zeros((2, 12), jnp.int32)
+  assert "arjax_nade_forward" not in str(jax.make_jaxpr(lambda x: arjax.log_prob(model, x))(x))
+
+
 def test_auto_falls_back_to_the_chunked_kernel_with_a_warning(monkeypatch):
   monkeypatch.setattr(nade_native, "available", lambda: False)
   monkeypatch.setattr(nade_native, "unavailable_reason", lambda: "RuntimeError: no compiler (test)")
