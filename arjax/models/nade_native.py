@@ -4,8 +4,9 @@
 `nade_kernel.nade_conditionals` computes (same arguments, same result up to float
 rounding), on the CPU backend only. The C++ source ships with the package and is compiled
 on first use with the system's C++ compiler (`$CXX`, default `g++`; ~5 s) into
-`$ARJAX_CACHE_DIR` (default `~/.cache/arjax`), keyed by the source, the flags, the
-jaxlib headers and the CPU, so a cache shared between machines stays valid.
+`$ARJAX_CACHE_DIR` (default `~/.cache/arjax`; the temporary directory where that is
+not writable), keyed by the source, the flags, the jaxlib headers and the CPU, so a
+cache shared between machines stays valid.
 `available()` says whether it could be built; `NADE(kernel="auto")` uses it on CPUs when it
 can and falls back to the chunked XLA kernel, with one warning, when it cannot.
 `ARJAX_NADE_THREADS` caps its threads (default: the CPUs this process may use).
@@ -62,9 +63,17 @@ def _build() -> str:
   for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), compiler.encode(), jax.__version__.encode(),
                _cpu_signature().encode()):
     key.update(part)
-  path = _cache_dir() / f"nade_cpu_{key.hexdigest()[:16]}.so"
+  name = f"nade_cpu_{key.hexdigest()[:16]}.so"
+  path = _cache_dir() / name
   if not path.exists():
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path.parent} is not writable")
+    except OSError:  # e.g. a read-only home: build in the temporary directory instead
+      path = pathlib.Path(tempfile.gettempdir()) / f"arjax-{os.getuid()}" / name
+      path.parent.mkdir(parents=True, exist_ok=True)
+  if not path.exists():
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # built aside, then moved: atomic
       built = pathlib.Path(tmp) / path.name
       result = subprocess.run([compiler, *FLAGS, f"-I{include}", str(SOURCE), "-o", str(built)],
