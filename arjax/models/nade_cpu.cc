@@ -23,8 +23,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <string>
 #include <thread>
 #include <vector>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -62,6 +68,10 @@ inline float sigmoid(float a) {
 
 int NumThreads(int64_t tiles) {
   int64_t threads = std::thread::hardware_concurrency();
+#ifdef __linux__
+  cpu_set_t allowed;  // the CPUs this process may run on (a container's cpuset), not the host's
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) threads = CPU_COUNT(&allowed);
+#endif
   if (const char* env = std::getenv("ARJAX_NADE_THREADS")) threads = std::atoi(env);
   return static_cast<int>(std::max<int64_t>(1, std::min(threads, tiles)));
 }
@@ -110,7 +120,7 @@ inline void Advance(float* __restrict a, float xv, const float* __restrict Wd, i
 // The running sum only moves where x_d != 0 (~13% of binarized MNIST's pixels), so the
 // hidden units are recomputed only then: between two such positions h_d is the same vector.
 
-ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
                        ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::F32> b, int64_t chunk,
                        ffi::ResultBuffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> carries) {
   const int64_t B = x.dimensions()[0], D = x.dimensions()[1], H = W.dimensions()[1];
@@ -146,7 +156,7 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Bu
   return ffi::Error::Success();
 }
 
-ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
+ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
                         ffi::Buffer<ffi::F32> carries, ffi::Buffer<ffi::F32> g, int64_t chunk,
                         ffi::ResultBuffer<ffi::F32> dx_out, ffi::ResultBuffer<ffi::F32> dW_out,
                         ffi::ResultBuffer<ffi::F32> dc_out, ffi::ResultBuffer<ffi::F32> dV_out) {
@@ -242,6 +252,30 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::B
     for (int64_t i = 0; i < D * H * P; ++i) dV[i] += dVs[t][i];
   }
   return ffi::Error::Success();
+}
+
+// Threads that cannot start (std::system_error) or memory that cannot be had (std::bad_alloc)
+// become an error of the call, not an abort of the process.
+template <typename... Args>
+ffi::Error Guarded(ffi::Error (*impl)(Args...), Args... args) {
+  try {
+    return impl(args...);
+  } catch (const std::exception& error) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("arjax NADE kernel: ") + error.what());
+  }
+}
+
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
+                       ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::F32> b, int64_t chunk,
+                       ffi::ResultBuffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> carries) {
+  return Guarded(Forward, x, W, c, V, b, chunk, params, carries);
+}
+
+ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
+                        ffi::Buffer<ffi::F32> carries, ffi::Buffer<ffi::F32> g, int64_t chunk,
+                        ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dW,
+                        ffi::ResultBuffer<ffi::F32> dc, ffi::ResultBuffer<ffi::F32> dV) {
+  return Guarded(Backward, x, W, V, carries, g, chunk, dx, dW, dc, dV);
 }
 
 }  // namespace
