@@ -100,6 +100,9 @@ class NADE(base.AutoregressiveModel):
         if fits and kernel == "chunked":
           nade_native.warn_unavailable()
     if kernel == "fused":
+      if jax.default_backend() != "cpu":
+        raise ValueError(f"NADE: kernel='fused' runs on the CPU backend only, not {jax.default_backend()!r}; "
+                         "use kernel='auto' (the cumulative sum there) or 'cumsum'")
       params = nade_native.nade_conditionals_fused(inputs, self.W[...], hidden_bias, self.V[...],
                                                    self.b[...])  # [B, D, P]
     elif kernel == "chunked":
