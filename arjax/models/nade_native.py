@@ -113,9 +113,10 @@ def warn_unavailable() -> None:
 
 
 def _forward(x, W, c, V, b):
+  """-> params `[B, D, P]` and the activations at every CHUNK-th position `[B, K, H]`."""
   B, D = x.shape
   H, P = W.shape[1], V.shape[2]
-  c = jnp.broadcast_to(c, (B, H))
+  c = jnp.broadcast_to(c, (B, H))  # the kernel takes one hidden bias per example
   out = (jax.ShapeDtypeStruct((B, D, P), jnp.float32),
          jax.ShapeDtypeStruct((B, -(-D // CHUNK), H), jnp.float32))
   return jax.ffi.ffi_call("arjax_nade_forward", out, vmap_method="sequential")(
@@ -137,7 +138,7 @@ def _fused_fwd(x, W, c, V, b):
   return params, (x, W, c, V, carries)
 
 
-def _fused_bwd(residuals, g):
+def _fused_bwd(residuals, g):  # g = dL/dparams [B, D, P]
   x, W, c, V, carries = residuals
   B, D = x.shape
   H, P = W.shape[1], V.shape[2]
@@ -145,6 +146,7 @@ def _fused_bwd(residuals, g):
          jax.ShapeDtypeStruct((B, H), jnp.float32), jax.ShapeDtypeStruct((D, H, P), jnp.float32))
   dx, dW, dc, dV = jax.ffi.ffi_call("arjax_nade_backward", out, vmap_method="sequential")(
       x, W, V, carries, g.astype(jnp.float32), chunk=np.int64(CHUNK))
+  # dc comes per example [B, H]; a shared bias [H] gets their sum. db = sum over the batch of g.
   return dx, dW, dc.sum(0) if c.ndim == 1 else dc, dV, g.sum(0)
 
 
