@@ -76,19 +76,42 @@ int NumThreads(int64_t tiles) {
   return static_cast<int>(std::max<int64_t>(1, std::min(threads, tiles)));
 }
 
-// Runs body(thread, first_tile, end_tile) over `tiles` tiles split evenly among threads.
+// Runs body(thread, first_tile, end_tile) over `tiles` tiles split evenly among threads. An
+// exception in a worker (std::bad_alloc, say) is rethrown here after all have joined, where
+// `Guarded` turns it into an error of the call; escaping a std::thread it would abort the process.
 template <typename Body>
 void ParallelTiles(int64_t tiles, int threads, Body body) {
   if (threads == 1) {
     body(0, 0, tiles);
     return;
   }
+  std::vector<std::exception_ptr> errors(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     int64_t begin = tiles * t / threads, end = tiles * (t + 1) / threads;
-    pool.emplace_back([=, &body] { body(t, begin, end); });
+    pool.emplace_back([=, &body, &errors] {
+      try {
+        body(t, begin, end);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
   }
   for (auto& thread : pool) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+}
+
+// Runs `body` (which fills the results), turning an exception (threads that cannot start,
+// memory that cannot be had) into an error of the custom call instead of an abort.
+template <typename Body>
+ffi::Error Guarded(Body body) {
+  try {
+    body();
+    return ffi::Error::Success();
+  } catch (const std::exception& error) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("arjax NADE kernel: ") + error.what());
+  }
 }
 
 inline void Sigmoid(const float* __restrict a, float* __restrict h, int64_t H) {
@@ -120,7 +143,7 @@ inline void Advance(float* __restrict a, float xv, const float* __restrict Wd, i
 // The running sum only moves where x_d != 0 (~13% of binarized MNIST's pixels), so the
 // hidden units are recomputed only then: between two such positions h_d is the same vector.
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
                        ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::F32> b, int64_t chunk,
                        ffi::ResultBuffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> carries) {
   const int64_t B = x.dimensions()[0], D = x.dimensions()[1], H = W.dimensions()[1];
@@ -129,34 +152,35 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer
   const float *Vs = V.typed_data(), *bs = b.typed_data();
   float *out = params->typed_data(), *saved = carries->typed_data();
   const int64_t tiles = (B + kRows - 1) / kRows;
-  ParallelTiles(tiles, NumThreads(tiles), [&](int, int64_t begin, int64_t end) {
-    std::vector<float> a(kRows * H), h(kRows * H);
-    bool stale[kRows];
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
-      for (int64_t r = 0; r < rows; ++r) {
-        std::memcpy(&a[r * H], cs + (n0 + r) * H, H * sizeof(float));
-        stale[r] = true;
-      }
-      for (int64_t d = 0; d < D; ++d) {
-        const float *Wd = Ws + d * H, *Vd = Vs + d * H * P, *bd = bs + d * P;
+  return Guarded([&] {
+    ParallelTiles(tiles, NumThreads(tiles), [&](int, int64_t begin, int64_t end) {
+      std::vector<float> a(kRows * H), h(kRows * H);
+      bool stale[kRows];
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
         for (int64_t r = 0; r < rows; ++r) {
-          const int64_t n = n0 + r;
-          float *ar = &a[r * H], *hr = &h[r * H];
-          if (d % C == 0) std::memcpy(saved + (n * K + d / C) * H, ar, H * sizeof(float));
-          if (stale[r]) Sigmoid(ar, hr, H);
-          Readout(hr, Vd, bd, out + (n * D + d) * P, H, P);
-          const float xv = xs[n * D + d];
-          stale[r] = xv != 0.0f;
-          if (stale[r]) Advance(ar, xv, Wd, H);
+          std::memcpy(&a[r * H], cs + (n0 + r) * H, H * sizeof(float));
+          stale[r] = true;
+        }
+        for (int64_t d = 0; d < D; ++d) {
+          const float *Wd = Ws + d * H, *Vd = Vs + d * H * P, *bd = bs + d * P;
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t n = n0 + r;
+            float *ar = &a[r * H], *hr = &h[r * H];
+            if (d % C == 0) std::memcpy(saved + (n * K + d / C) * H, ar, H * sizeof(float));
+            if (stale[r]) Sigmoid(ar, hr, H);
+            Readout(hr, Vd, bd, out + (n * D + d) * P, H, P);
+            const float xv = xs[n * D + d];
+            stale[r] = xv != 0.0f;
+            if (stale[r]) Advance(ar, xv, Wd, H);
+          }
         }
       }
-    }
+    });
   });
-  return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
+ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
                         ffi::Buffer<ffi::F32> carries, ffi::Buffer<ffi::F32> g, int64_t chunk,
                         ffi::ResultBuffer<ffi::F32> dx_out, ffi::ResultBuffer<ffi::F32> dW_out,
                         ffi::ResultBuffer<ffi::F32> dc_out, ffi::ResultBuffer<ffi::F32> dV_out) {
@@ -167,115 +191,93 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffe
   float *dx = dx_out->typed_data(), *dc = dc_out->typed_data();
   const int64_t tiles = (B + kRows - 1) / kRows;
   const int threads = NumThreads(tiles);
-  // Each thread sums its examples' dW and dV; the sums are added up at the end.
-  std::vector<std::vector<float>> dWs(threads), dVs(threads);
-  ParallelTiles(tiles, threads, [&](int t, int64_t begin, int64_t end) {
-    std::vector<float>& dW = dWs[t];
-    std::vector<float>& dV = dVs[t];
-    dW.assign(D * H, 0.0f);
-    dV.assign(D * H * P, 0.0f);
-    // A chunk's distinct hidden units h and h (1 - h) per example (at most C of each), and
-    // which of them each position uses.
-    std::vector<float> hs(kRows * C * H), us(kRows * C * H), S(kRows * H), a(H), gv(H);
-    std::vector<int64_t> slot(kRows * C);
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
-      std::fill(S.begin(), S.end(), 0.0f);
-      for (int64_t k = K - 1; k >= 0; --k) {
-        const int64_t d0 = k * C, d1 = std::min(D, d0 + C);
-        // The chunk's hidden units, recomputed from the activation saved at its start.
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t n = n0 + r;
-          std::memcpy(a.data(), saved + (n * K + k) * H, H * sizeof(float));
-          int64_t next = 0;
-          bool stale = true;
-          for (int64_t d = d0; d < d1; ++d) {
-            if (stale) {
-              float *hd = &hs[(r * C + next) * H], *ud = &us[(r * C + next) * H];
-              Sigmoid(a.data(), hd, H);
-#pragma omp simd
-              for (int64_t i = 0; i < H; ++i) ud[i] = hd[i] * (1.0f - hd[i]);
-              ++next;
-            }
-            slot[r * C + d - d0] = next - 1;
-            const float xv = xs[n * D + d];
-            stale = xv != 0.0f;
-            if (stale && d + 1 < d1) Advance(a.data(), xv, Ws + d * H, H);
-          }
-        }
-        for (int64_t d = d1 - 1; d >= d0; --d) {
-          const float *Wd = Ws + d * H, *Vd = Vs + d * H * P;
-          float *dWd = &dW[d * H], *dVd = &dV[d * H * P];
+  return Guarded([&] {
+    // Each thread sums its examples' dW and dV; the sums are added up at the end.
+    std::vector<std::vector<float>> dWs(threads), dVs(threads);
+    ParallelTiles(tiles, threads, [&](int t, int64_t begin, int64_t end) {
+      std::vector<float>& dW = dWs[t];
+      std::vector<float>& dV = dVs[t];
+      dW.assign(D * H, 0.0f);
+      dV.assign(D * H * P, 0.0f);
+      // A chunk's distinct hidden units h and h (1 - h) per example (at most C of each), and
+      // which of them each position uses.
+      std::vector<float> hs(kRows * C * H), us(kRows * C * H), S(kRows * H), a(H), gv(H);
+      std::vector<int64_t> slot(kRows * C);
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t n0 = tile * kRows, rows = std::min(kRows, B - n0);
+        std::fill(S.begin(), S.end(), 0.0f);
+        for (int64_t k = K - 1; k >= 0; --k) {
+          const int64_t d0 = k * C, d1 = std::min(D, d0 + C);
+          // The chunk's hidden units, recomputed from the activation saved at its start.
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t n = n0 + r;
-            const int64_t s = (r * C + slot[r * C + d - d0]) * H;
-            const float *hd = &hs[s], *ud = &us[s];
-            const float* gd = gs + (n * D + d) * P;
-            float* Sr = &S[r * H];
-            // dx_d = S . W_d and dW_d += x_d S, with S summing the deltas after d.
-            float acc = 0.0f;
+            std::memcpy(a.data(), saved + (n * K + k) * H, H * sizeof(float));
+            int64_t next = 0;
+            bool stale = true;
+            for (int64_t d = d0; d < d1; ++d) {
+              if (stale) {
+                float *hd = &hs[(r * C + next) * H], *ud = &us[(r * C + next) * H];
+                Sigmoid(a.data(), hd, H);
+#pragma omp simd
+                for (int64_t i = 0; i < H; ++i) ud[i] = hd[i] * (1.0f - hd[i]);
+                ++next;
+              }
+              slot[r * C + d - d0] = next - 1;
+              const float xv = xs[n * D + d];
+              stale = xv != 0.0f;
+              if (stale && d + 1 < d1) Advance(a.data(), xv, Ws + d * H, H);
+            }
+          }
+          for (int64_t d = d1 - 1; d >= d0; --d) {
+            const float *Wd = Ws + d * H, *Vd = Vs + d * H * P;
+            float *dWd = &dW[d * H], *dVd = &dV[d * H * P];
+            for (int64_t r = 0; r < rows; ++r) {
+              const int64_t n = n0 + r;
+              const int64_t s = (r * C + slot[r * C + d - d0]) * H;
+              const float *hd = &hs[s], *ud = &us[s];
+              const float* gd = gs + (n * D + d) * P;
+              float* Sr = &S[r * H];
+              // dx_d = S . W_d and dW_d += x_d S, with S summing the deltas after d.
+              float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-            for (int64_t i = 0; i < H; ++i) acc += Sr[i] * Wd[i];
-            dx[n * D + d] = acc;
-            const float xv = xs[n * D + d];
-            if (xv != 0.0f) Advance(dWd, xv, Sr, H);
-            if (P == 1) {
-              const float g0 = gd[0];
+              for (int64_t i = 0; i < H; ++i) acc += Sr[i] * Wd[i];
+              dx[n * D + d] = acc;
+              const float xv = xs[n * D + d];
+              if (xv != 0.0f) Advance(dWd, xv, Sr, H);
+              if (P == 1) {
+                const float g0 = gd[0];
 #pragma omp simd
-              for (int64_t i = 0; i < H; ++i) {
-                dVd[i] += hd[i] * g0;
-                Sr[i] += g0 * Vd[i] * ud[i];
-              }
-            } else {
-              for (int64_t i = 0; i < H; ++i) {
-                float sum = 0.0f;
-                for (int64_t p = 0; p < P; ++p) {
-                  dVd[i * P + p] += hd[i] * gd[p];
-                  sum += gd[p] * Vd[i * P + p];
+                for (int64_t i = 0; i < H; ++i) {
+                  dVd[i] += hd[i] * g0;
+                  Sr[i] += g0 * Vd[i] * ud[i];
                 }
-                gv[i] = sum;
-              }
+              } else {
+                for (int64_t i = 0; i < H; ++i) {
+                  float sum = 0.0f;
+                  for (int64_t p = 0; p < P; ++p) {
+                    dVd[i * P + p] += hd[i] * gd[p];
+                    sum += gd[p] * Vd[i * P + p];
+                  }
+                  gv[i] = sum;
+                }
 #pragma omp simd
-              for (int64_t i = 0; i < H; ++i) Sr[i] += gv[i] * ud[i];
+                for (int64_t i = 0; i < H; ++i) Sr[i] += gv[i] * ud[i];
+              }
             }
           }
         }
+        for (int64_t r = 0; r < rows; ++r)  // dc = every delta of the example, summed
+          std::memcpy(dc + (n0 + r) * H, &S[r * H], H * sizeof(float));
       }
-      for (int64_t r = 0; r < rows; ++r) std::memcpy(dc + (n0 + r) * H, &S[r * H], H * sizeof(float));
+    });
+    float *dW = dW_out->typed_data(), *dV = dV_out->typed_data();
+    std::memcpy(dW, dWs[0].data(), D * H * sizeof(float));
+    std::memcpy(dV, dVs[0].data(), D * H * P * sizeof(float));
+    for (int t = 1; t < threads; ++t) {
+      for (int64_t i = 0; i < D * H; ++i) dW[i] += dWs[t][i];
+      for (int64_t i = 0; i < D * H * P; ++i) dV[i] += dVs[t][i];
     }
   });
-  float *dW = dW_out->typed_data(), *dV = dV_out->typed_data();
-  std::memcpy(dW, dWs[0].data(), D * H * sizeof(float));
-  std::memcpy(dV, dVs[0].data(), D * H * P * sizeof(float));
-  for (int t = 1; t < threads; ++t) {
-    for (int64_t i = 0; i < D * H; ++i) dW[i] += dWs[t][i];
-    for (int64_t i = 0; i < D * H * P; ++i) dV[i] += dVs[t][i];
-  }
-  return ffi::Error::Success();
-}
-
-// Threads that cannot start (std::system_error) or memory that cannot be had (std::bad_alloc)
-// become an error of the call, not an abort of the process.
-template <typename... Args>
-ffi::Error Guarded(ffi::Error (*impl)(Args...), Args... args) {
-  try {
-    return impl(args...);
-  } catch (const std::exception& error) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("arjax NADE kernel: ") + error.what());
-  }
-}
-
-ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> c,
-                       ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::F32> b, int64_t chunk,
-                       ffi::ResultBuffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> carries) {
-  return Guarded(Forward, x, W, c, V, b, chunk, params, carries);
-}
-
-ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> W, ffi::Buffer<ffi::F32> V,
-                        ffi::Buffer<ffi::F32> carries, ffi::Buffer<ffi::F32> g, int64_t chunk,
-                        ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dW,
-                        ffi::ResultBuffer<ffi::F32> dc, ffi::ResultBuffer<ffi::F32> dV) {
-  return Guarded(Backward, x, W, V, carries, g, chunk, dx, dW, dc, dV);
 }
 
 }  // namespace
