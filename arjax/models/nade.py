@@ -9,15 +9,15 @@ The input-to-hidden weights W [D, H] are shared (tied) across positions, so
 a_d = c + Σ_{j<d} x_j W_j is a running sum: all D conditionals cost O(DH),
 not O(D²H). Three kernels compute it, with the same numbers:
 `nade_native.nade_conditionals_fused` walks each example's running sum in a
-C++ XLA custom call with its own backward pass (the fastest on CPU, ~2.5x the
-next; compiled on first use); `nade_kernel.nade_conditionals` walks it chunk by
+C++ XLA custom call with its own backward pass (the fastest on CPU for one
+parameter per position, ~3x the next; compiled on first use); `nade_kernel.nade_conditionals` walks it chunk by
 chunk in XLA with a hand-written backward pass; the plain cumulative sum over
 all positions at once (one [B, D, H] tensor, autodiff backward) is the fastest
 on GPUs and TPUs. `kernel="auto"` takes the fused kernel on CPUs for one
 parameter per position (a Bernoulli head, float32; the chunked one, with a
 warning, where no C++ compiler can build it), the chunked kernel on CPUs for
-heads with several (categorical, mixtures: its batched matrix products are 1.6-5x
-faster there), and the cumulative sum elsewhere.
+heads with several (categorical, mixtures: its batched matrix products are
+1.6-4.8x faster there), and the cumulative sum elsewhere.
 The same running sum is the sampling cache: `observe` adds x_d W_d, `step`
 reads out position d. With a Categorical head this is the categorical NADE
 (x_j enters as x_j / (K−1)); with a MixtureOfGaussians head it is RNADE

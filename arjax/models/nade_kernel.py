@@ -1,8 +1,9 @@
 """Fast exact NADE teacher-forced pass with a hand-written backward pass, in pure XLA.
 
-On CPUs `nade_native.nade_conditionals_fused` (a C++ custom call) is ~2.5x faster
-and `NADE(kernel="auto")` prefers it; this kernel is the fallback where no C++
-compiler can build that one; it runs on any backend.
+On CPUs `nade_native.nade_conditionals_fused` (a C++ custom call) is ~3x faster for
+one parameter per position, and `NADE(kernel="auto")` prefers it there; this kernel
+serves heads with several parameters per position (its batched products win there),
+the fallback where no C++ compiler can build that one, and any backend.
 
 NADE (Larochelle & Murray, 2011) shares one hidden pre-activation across all
 positions and advances it by a rank-one step per position:
