@@ -10,8 +10,9 @@ a_d = c + Σ_{j<d} x_j W_j is a running sum: all D conditionals cost O(DH),
 not O(D²H). Three kernels compute it, with the same numbers:
 `nade_native.nade_conditionals_fused` walks each example's running sum in a
 C++ XLA custom call with its own backward pass (the fastest on CPU for one
-parameter per position, ~3x the next; compiled on first use); `nade_kernel.nade_conditionals` walks it chunk by
-chunk in XLA with a hand-written backward pass; the plain cumulative sum over
+parameter per position, ~3x the next; compiled on first use);
+`nade_kernel.nade_conditionals` walks it chunk by chunk in XLA with a
+hand-written backward pass; the plain cumulative sum over
 all positions at once (one [B, D, H] tensor, autodiff backward) is the fastest
 on GPUs and TPUs. `kernel="auto"` takes the fused kernel on CPUs for one
 parameter per position (a Bernoulli head, float32; the chunked one, with a
