@@ -18,7 +18,8 @@ on GPUs and TPUs. `kernel="auto"` takes the fused kernel on CPUs for one
 parameter per position (a Bernoulli head, float32; the chunked one, with a
 warning, where no C++ compiler can build it), the chunked kernel on CPUs for
 heads with several (categorical, mixtures: its batched matrix products are
-1.6-4.8x faster there), and the cumulative sum elsewhere.
+1.4-4.2x faster there, scripts/nade_kernel_by_params.py), and the cumulative
+sum elsewhere.
 The same running sum is the sampling cache: `observe` adds x_d W_d, `step`
 reads out position d. With a Categorical head this is the categorical NADE
 (x_j enters as x_j / (K−1)); with a MixtureOfGaussians head it is RNADE
@@ -148,7 +149,7 @@ class NADEConfig:
   ordering: str | tuple[int, ...] = "raster"  # "raster", "reverse", "random" or a permutation
   ordering_seed: int = 0  # seed of the "random" ordering
   chunk_size: int = 16  # positions per chunk of the "chunked" kernel (speed only, not the result)
-  kernel: str = "auto"  # "fused" (fastest on CPU), "chunked", "cumsum" (fast on GPU/TPU) or "auto" (by backend)
+  kernel: str = "auto"  # "fused" (CPU, Bernoulli heads), "chunked", "cumsum" (GPU/TPU) or "auto" (by backend and head)
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> NADE:
