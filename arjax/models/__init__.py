@@ -5,12 +5,15 @@ from arjax.models.deep_nade import DeepNADE, DeepNADEConfig
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
 from arjax.models.made import MADE, MADEConfig
 from arjax.models.nade import NADE, NADEConfig
+from arjax.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
 from arjax.models.rnn import RNN, RNNConfig
+from arjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "AutoregressiveModel", "Ordering", "MODEL_CONFIGS", "get_model_config",
     "DeepNADE", "DeepNADEConfig", "FVSBN", "FVSBNConfig", "MADE", "MADEConfig",
-    "NADE", "NADEConfig", "RNN", "RNNConfig",
+    "NADE", "NADEConfig", "RNN", "RNNConfig", "Transformer", "TransformerConfig",
+    "PixelCNN", "PixelCNNConfig", "GatedPixelCNN", "GatedPixelCNNConfig",
 ]
 
 #: Model configs by family name (used by the command line and config overrides).
@@ -19,7 +22,10 @@ MODEL_CONFIGS = {
     "fvsbn": FVSBNConfig,
     "made": MADEConfig,
     "nade": NADEConfig,
+    "pixelcnn": PixelCNNConfig,
+    "gated_pixelcnn": GatedPixelCNNConfig,
     "rnn": RNNConfig,
+    "transformer": TransformerConfig,
 }
 
 
