@@ -28,6 +28,9 @@ FAMILIES = {
     "deep_nade": lambda event_shape, head, ordering: models.DeepNADE(
         event_shape, head=head, ordering=ordering, ordering_seed=3, hidden_sizes=(8, 8),
         activation="tanh", positions_per_pass=4, rngs=nnx.Rngs(0)),
+    "transformer": lambda event_shape, head, ordering: models.Transformer(
+        event_shape, head=head, ordering=ordering, ordering_seed=3, num_layers=2, num_heads=2,
+        embed_dim=8, rngs=nnx.Rngs(0)),
 }
 
 HEADS = {
