@@ -42,13 +42,13 @@ def _train(args):
 def _eval(args):
   import numpy as np
 
-  from arjax import likelihood, train
+  from arjax import checkpoints, evaluation, experiment, likelihood, run_info
 
   start = time.time()
-  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint,
+  model, config, dataset = checkpoints.load_trained_model(args.workdir, which=args.checkpoint,
                                                     num_masks=args.num_masks)
-  context = train.split_contexts(config, model, dataset)[args.split]
-  log_prob = train.dataset_log_prob(model, dataset.splits[args.split], context=context)
+  context = experiment.split_contexts(config, model, dataset)[args.split]
+  log_prob = evaluation.dataset_log_prob(model, dataset.splits[args.split], context=context)
   nll = -float(np.mean(log_prob))
   print(json.dumps({
       "workdir": str(args.workdir), "checkpoint": args.checkpoint, "split": args.split,
@@ -56,16 +56,16 @@ def _eval(args):
       "bits_per_dim": likelihood.nats_to_bits_per_dim(nll, model.num_dims),
       **({"likelihood": "−log p(x | label)"} if context is not None else {}),
       "num_masks": model.num_masks, "num_examples": len(log_prob), "seconds": time.time() - start,
-      "device": train.device_description()}))
+      "device": run_info.device_description()}))
 
 
 def _sample(args):
   import jax
   import numpy as np
 
-  from arjax import images, sampling, train
+  from arjax import checkpoints, evaluation, images, sampling
 
-  model, _, dataset = train.load_trained_model(args.workdir, which=args.checkpoint)
+  model, _, dataset = checkpoints.load_trained_model(args.workdir, which=args.checkpoint)
   num_classes = model.context_size
   if args.label is not None and not num_classes:
     raise ValueError(f"--label {args.label}: the model is unconditional (train one with data.context=label)")
@@ -77,7 +77,7 @@ def _sample(args):
     samples = np.asarray(sampling.sample(model, key, args.num, temperature=args.temperature, context=context))
     num_columns, suffix = None, f"_label{args.label}"
   else:  # a conditional model's: one row of ⌈num / K⌉ samples per class
-    samples, num_columns = train.sample_grid(model, key, args.num, temperature=args.temperature)
+    samples, num_columns = evaluation.sample_grid(model, key, args.num, temperature=args.temperature)
     suffix = "_per_class" if num_classes else ""
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) /
                      f"samples_seed{args.seed}_t{args.temperature}{suffix}.png")
@@ -114,9 +114,9 @@ def _score(args):
   import imageio.v3 as iio
   import numpy as np
 
-  from arjax import train, uses
+  from arjax import checkpoints, run_info, uses
 
-  model, config, _ = train.load_trained_model(args.workdir, which=args.checkpoint)
+  model, config, _ = checkpoints.load_trained_model(args.workdir, which=args.checkpoint)
   _require_unconditional(model, "score", "it scores data that may have no labels by p(x)")
   dataset = uses.load_data_like(config.data, model, args.data)
   x = dataset.splits[args.split]
@@ -134,7 +134,7 @@ def _score(args):
     iio.imwrite(out / "heatmaps.png", picture)
     summary.update(heatmaps=str(out / "heatmaps.png"), heatmap_range_nats=[low, high],
                    heatmaps_note="each image next to its per-pixel NLL: black = low, pale yellow = high")
-  train.write_json(out / "summary.json", summary)
+  run_info.write_json(out / "summary.json", summary)
   print(json.dumps(summary))
 
 
@@ -142,7 +142,7 @@ def _ood(args):
   import imageio.v3 as iio
   import numpy as np
 
-  from arjax import train, uses
+  from arjax import checkpoints, run_info, uses
 
   model, config, dataset_in = _trained(args)
   _require_unconditional(model, "ood", "its scores are p(x), and OOD data have no labels to condition on")
@@ -152,7 +152,7 @@ def _ood(args):
                                 image_shape=dataset_in.image_shape, seed=args.seed) for name in names}
   background = None
   if args.background is not None:
-    background, _, _ = train.load_trained_model(args.background, which=args.checkpoint)
+    background, _, _ = checkpoints.load_trained_model(args.background, which=args.checkpoint)
     if background.event_shape != model.event_shape:
       raise ValueError(f"The background model takes {background.event_shape}; the model {model.event_shape}")
 
@@ -174,7 +174,7 @@ def _ood(args):
       "histogram": {"file": str(out / "histogram.png"), "panels": legend,
                     "colors": {"in_distribution": "blue", "ood": "orange"}},
   }
-  train.write_json(out / "ood.json", result)
+  run_info.write_json(out / "ood.json", result)
   print(json.dumps(result))
 
 
@@ -193,7 +193,7 @@ def _inpaint(args):
   import imageio.v3 as iio
   import jax
 
-  from arjax import marginals, train, uses
+  from arjax import experiment, marginals, uses
 
   model, config, dataset = _trained(args)
   if dataset.image_shape is None:
@@ -201,7 +201,7 @@ def _inpaint(args):
                      f"{dataset.event_shape}")
   picked = uses.spread_indices(len(dataset.splits["test"]), args.num)  # every class, not just the first
   x = dataset.splits["test"][picked]
-  context = train.split_contexts(config, model, dataset)["test"]  # a conditional model's test labels
+  context = experiment.split_contexts(config, model, dataset)["test"]  # a conditional model's test labels
   observed = uses.observed_mask(args.mask, dataset.image_shape, len(x), seed=args.seed)
   completions = uses.inpaint(model, jax.random.key(args.seed), x, observed, num_completions=args.completions,
                              context=None if context is None else context[picked])
@@ -222,7 +222,7 @@ def _inpaint(args):
 def _classify(args):
   import numpy as np
 
-  from arjax import train, uses
+  from arjax import run_info, uses
 
   start = time.time()
   model, config, dataset = _trained(args)
@@ -244,8 +244,8 @@ def _classify(args):
                              for k in range(num_classes)],
       "num_examples": len(x), "num_classes": num_classes,
       "note": "argmax_y log p(x | y) + log p(y) (Bayes' rule with the class-conditional model)",
-      "seconds": time.time() - start, "device": train.device_description()}
-  train.write_json(pathlib.Path(args.workdir) / f"classify_{args.split}.json", result)
+      "seconds": time.time() - start, "device": run_info.device_description()}
+  run_info.write_json(pathlib.Path(args.workdir) / f"classify_{args.split}.json", result)
   print(json.dumps(result))
 
 

@@ -7,6 +7,13 @@ resuming) and `best` (lowest validation NLL, for evaluation). Early stopping on
 validation; at the end the best checkpoint's test NLL goes into `results.json`.
 Running again on the same workdir resumes from `latest`.
 
+`train_and_evaluate` reads as its phases: `_prepare` (check the config, load the
+data, build the model, the optimizer and the step — before anything is written),
+`_start` (write config.json; resume from `latest` or warm-start), `_train_epochs`
+(the epochs, validation, checkpoints, metrics) and `_finish` (test NLL of `best`,
+results.json). Checkpointing is in `arjax.checkpoints`, evaluation over whole arrays
+in `arjax.evaluation`.
+
 Workdir layout:
   config.json            experiment spec, overrides and the full config
   checkpoints/latest/N   state after epoch N (+ loop bookkeeping)
@@ -33,61 +40,31 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import pathlib
-import platform
-import subprocess
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 from flax import nnx
 
+from arjax import checkpoints
 from arjax import config as config_lib
 from arjax import data as data_lib
-from arjax import images
+from arjax import evaluation
+from arjax import experiment as experiment_lib
 from arjax import likelihood
-from arjax import sampling
+from arjax import run_info
 
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-# ------------------------------------------------------------------ setup ---
-
-
-def build_model(config: config_lib.Config, dataset: data_lib.Dataset):
-  """The model of `config` for `dataset`; a family whose construction depends on statistics of the
-  training split (MADE's "entropy" hidden degrees) gets them through its config's `data_kwargs`,
-  so rebuilding from the same config and data gives the same model."""
-  data_kwargs = getattr(config.model, "data_kwargs", lambda train_x: {})(dataset.splits["train"])
-  return config.model.build(dataset.event_shape, rngs=nnx.Rngs(config.train.seed), **data_kwargs)
-
-
-def split_contexts(config: config_lib.Config, model, dataset: data_lib.Dataset) -> dict:
-  """{split: the contexts `[N, K]` of its examples, or None} for `model` on `dataset`.
-
-  Raises ValueError when the data's context (`config.data.context`) and the
-  model's `context_size` do not fit together.
-  """
-  context_size = model.context_size
-  if config.data.context == "none":
-    if context_size:
-      raise ValueError(
-          f"The model conditions on a context of size {context_size} (model.context_size) but the "
-          "data give none; set data.context=label (with a labelled dataset) or model.context_size=0.")
-    return dict.fromkeys(data_lib.SPLITS)
-  if context_size != dataset.num_classes:
-    raise ValueError(
-        f"data.context={config.data.context!r} gives one-hot labels of {dataset.num_classes} classes; "
-        f"build the model with context_size={dataset.num_classes} (model.context_size={context_size} now).")
-  return {split: data_lib.split_context(config.data, dataset, split, context_size)
-          for split in data_lib.SPLITS}
+# -------------------------------------------------------------- optimizer ---
 
 
 def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epochs: int):
@@ -113,38 +90,7 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
   return optax.chain(*chain), schedule
 
 
-def _git_commit() -> str | None:
-  if os.environ.get("ARJAX_GIT_COMMIT"):  # set by scripts that run a copy of the tree without .git
-    return os.environ["ARJAX_GIT_COMMIT"]
-  here = pathlib.Path(__file__).parent
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                            cwd=here, timeout=5).stdout.strip()
-    # Uncommitted changes to tracked files: the commit alone does not say what ran.
-    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here, timeout=5).returncode
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return commit + ("-dirty" if changed else "")
-
-
-def device_description() -> str:
-  device = jax.devices()[0]
-  kind = device.device_kind if device.platform != "cpu" else platform.processor() or platform.machine()
-  cpu_name = _cpu_name() if device.platform == "cpu" else ""
-  return f"{device.platform}: {jax.device_count()}× {kind}{' (' + cpu_name + ')' if cpu_name else ''}"
-
-
-def _cpu_name() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-  except OSError:
-    pass
-  return ""
-
-
-# ---------------------------------------------------------- jitted steps ---
+# ---------------------------------------------------------- jitted step ---
 
 
 def training_nll(model, x, key, *, context=None):
@@ -191,144 +137,6 @@ def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay
   return train_step
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_log_prob(graphdef, state, x, context=None):
-  return likelihood.ensemble_log_prob(nnx.merge(graphdef, state), x, context=context)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_log_prob_current_mask(graphdef, state, x, context=None):
-  return likelihood.log_prob(nnx.merge(graphdef, state), x, context=context)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _batch_objective(graphdef, state, x, context=None, *, offset):
-  # A key of its own for each batch (from its first example's index): under one key for
-  # every batch, example i of each batch drew the same ordering and split, so a whole
-  # split's estimate rested on one batch's worth of draws and moved by ~±2 nats with the key.
-  key = jax.random.fold_in(jax.random.key(0), offset)
-  return -nnx.merge(graphdef, state).training_objective(x, key, context=context)
-
-
-def dataset_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None, batch_size: int = 1000,
-                     ensemble: bool = True, precision: str = "highest") -> np.ndarray:
-  """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded);
-  log p(x | context) given a conditional model's `context [N, C]`.
-
-  For models with several mask draws (orderings) this is the ensemble's
-  likelihood, or with `ensemble=False` that of the current draw alone. Matrix
-  products run in full float32 (`highest` precision), also on GPUs whose
-  default is TF32, so reported likelihoods do not depend on the card;
-  `precision="default"` uses the device's default instead (faster there).
-  """
-  with jax.default_matmul_precision(precision):
-    return likelihood.map_batches(_batch_log_prob if ensemble else _batch_log_prob_current_mask,
-                                  model, x, batch_size, context=context)
-
-
-def validation_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None,
-                        batch_size: int = 1000, precision: str = "highest") -> np.ndarray:
-  """What early stopping watches, `[N]`: `dataset_log_prob`, or for a family with its own
-  training objective minus that estimate under fixed keys, one per batch (the exact likelihood
-  of such a model can cost D passes, too many to run every epoch). `precision` as in
-  `dataset_log_prob`."""
-  if not model.has_training_objective:
-    return dataset_log_prob(model, x, context=context, batch_size=batch_size, precision=precision)
-  with jax.default_matmul_precision(precision):
-    return likelihood.map_batches(_batch_objective, model, x, batch_size, context=context, pass_offset=True)
-
-
-# ----------------------------------------------------------- checkpoints ---
-
-
-def _manager(workdir: pathlib.Path, name: str, *, background: bool = False) -> ocp.CheckpointManager:
-  """Orbax manager of `workdir/checkpoints/name`, keeping one step. With `background`, a save
-  returns once the arrays are copied to host memory and the files are written while training
-  goes on (a step is committed atomically; the next save, and `wait_until_finished`, wait for
-  it)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                         enable_async_checkpointing=background)
-  return ocp.CheckpointManager((workdir / "checkpoints" / name).absolute(), options=options)
-
-
-def _save(manager, epoch: int, meta: dict, **items):
-  """Saves pytrees `items` (e.g. params=..., optimizer=...) and the JSON `meta` as step `epoch`."""
-  manager.save(epoch, args=ocp.args.Composite(
-      meta=ocp.args.JsonSave(meta), **{name: ocp.args.StandardSave(item) for name, item in items.items()}))
-
-
-def _optimizer_items(state):
-  """The part of the train state beside the parameters that `latest` keeps for resuming: the
-  optimizer state, the step and (with `optim.ema_decay`) the averaged parameters."""
-  return {name: value for name, value in state.items() if name != "params"}
-
-
-def _restore(manager, **abstract_items):
-  """(meta, {name: pytree}) of the manager's latest step; restores only the items named."""
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore(),
-      **{name: ocp.args.StandardRestore(item) for name, item in abstract_items.items()}))
-  return restored["meta"], {name: restored[name] for name in abstract_items}
-
-
-def load_trained_model(workdir, *, which: str = "best", num_masks: int | None = None):
-  """(model, config, dataset) from a training workdir's `best` or `latest` checkpoint.
-
-  `num_masks` N rebuilds the model with an ensemble of N orderings instead of the
-  config's (draw k from seed `ordering_seed + k`, so the first ones are the trained
-  config's); only for families whose training covers every ordering
-  (`every_ordering_trained`, deep order-agnostic NADE), where any ensemble is a
-  trained model. The returned config says N.
-  """
-  workdir = pathlib.Path(workdir)
-  config_path = workdir / "config.json"
-  if not config_path.exists():
-    raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json); run `train` first")
-  config = config_lib.from_dict(json.loads(config_path.read_text())["config"])
-  if num_masks is not None:
-    config = _with_num_masks(config, num_masks)
-  dataset = data_lib.load_dataset(config.data)
-  model = build_model(config, dataset)
-  if num_masks is not None and not model.every_ordering_trained:
-    raise _fixed_ensemble_error(config)
-  manager = _manager(workdir, which)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"No {which!r} checkpoint in {workdir / 'checkpoints'}")
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  _, restored = _restore(manager, params=params)
-  return nnx.merge(graphdef, restored["params"], rest), config, dataset
-
-
-def _with_num_masks(config: config_lib.Config, num_masks: int) -> config_lib.Config:
-  if int(num_masks) < 1:
-    raise ValueError(f"num_masks (orderings in the ensemble) must be >= 1, got {num_masks}")
-  if not hasattr(config.model, "num_masks"):
-    raise _fixed_ensemble_error(config)
-  return dataclasses.replace(config, model=dataclasses.replace(config.model, num_masks=int(num_masks)))
-
-
-def _fixed_ensemble_error(config: config_lib.Config) -> ValueError:
-  return ValueError(
-      f"{type(config.model).__name__}: its orderings are fixed by training (it was trained over "
-      f"{getattr(config.model, 'num_masks', 1)}, and any others were never trained), so it cannot be "
-      "evaluated with another ensemble size; only families trained over every ordering can "
-      "(deep order-agnostic NADE)")
-
-
-def _warm_start_params(source, params):
-  """The best-checkpoint parameters of the training workdir `source`, shaped like `params`."""
-  manager = _manager(pathlib.Path(source), "best")
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"train.init_from={str(source)!r}: no best checkpoint in "
-                            f"{pathlib.Path(source) / 'checkpoints'}; name the workdir of a finished run")
-  try:
-    _, restored = _restore(manager, params=params)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"train.init_from={str(source)!r} holds parameters of another model shape; "
-                     f"warm-start only from a run of the same model config ({e})") from e
-  return restored["params"]
-
-
 # ------------------------------------------------------------------ loop ---
 
 
@@ -342,40 +150,37 @@ def _resumable_view(config_dict: dict) -> dict:
   return {**config_dict, "train": train}
 
 
-def write_json(path: pathlib.Path, value) -> None:
-  """Writes `value` as JSON atomically, so an interrupted run never leaves a half-written file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2) + "\n")
-  tmp.replace(path)
+@dataclasses.dataclass
+class _Run:
+  """What the phases of one invocation share."""
+
+  config: config_lib.Config
+  workdir: pathlib.Path
+  dataset: data_lib.Dataset
+  contexts: dict  # {split: [N, K] one-hot labels, or None}
+  graphdef: Any
+  rest: Any  # the model's state beside its parameters (orderings, masks)
+  state: dict  # {"params", "opt_state", "step"[, "ema"]}: the jitted step's pytree
+  schedule: Callable
+  train_step: Callable
+  evaluated: str  # the parameters validation, `best` and test use: "params" or "ema"
+  num_params: int
+  start_time: float
+  loop: dict = dataclasses.field(default_factory=lambda: {
+      "epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0, "train_seconds": 0.0})
+  earlier_wall_seconds: float = 0.0  # of earlier invocations, up to their last saved epoch
+
+  def model(self, which: str | None = None):
+    return nnx.merge(self.graphdef, self.state[which or self.evaluated], self.rest)
+
+  def patience_spent(self) -> bool:
+    patience = self.config.train.patience
+    return patience is not None and self.loop["bad_epochs"] >= patience
 
 
-def sample_grid(model, key, num_samples: int, *, temperature: float = 1.0) -> tuple[np.ndarray, int | None]:
-  """(samples `[N, D]`, columns of their grid): `num_samples` samples, or for a class-conditional
-  model ⌈num_samples / K⌉ of every class, one row per class (None: a square grid)."""
-  if not model.context_size:
-    return np.asarray(sampling.sample(model, key, num_samples, temperature=temperature)), None
-  num_per_class = -(-num_samples // model.context_size)
-  context = sampling.per_class_context(model.context_size, num_per_class)  # [K·n, K]
-  samples = sampling.sample(model, key, len(context), temperature=temperature, context=context)
-  return np.asarray(samples), num_per_class
-
-
-def _save_samples(model, dataset, path, key, num_samples):
-  if dataset.image_shape is None or num_samples <= 0:
-    return None
-  samples, num_columns = sample_grid(model, key, num_samples)
-  return images.save_grid(path, samples, dataset.image_shape, num_levels=dataset.num_levels,
-                          num_columns=num_columns)
-
-
-def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = "",
-                       overrides: tuple[str, ...] = ()) -> dict:
-  """Trains `config` in `workdir` (resuming if it has a checkpoint); returns the results dict."""
-  start_time = time.time()
-  git_commit = _git_commit()  # the code that runs, not what is checked out when it ends
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+def _prepare(config: config_lib.Config, workdir: pathlib.Path, start_time: float) -> _Run:
+  """Checks the config, loads the data and builds the model, the optimizer and the jitted step.
+  Writes nothing: a config or data that do not fit fail here and leave the workdir as it was."""
   train_config = config.train
   if train_config.samples_every < 1:  # before the data load: bad input fails in seconds
     raise ValueError(f"train.samples_every must be >= 1 (epochs between sample grids; "
@@ -383,141 +188,169 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   if train_config.checkpoint_every < 1:
     raise ValueError(f"train.checkpoint_every must be >= 1 (epochs between resumable "
                      f"checkpoints); got {train_config.checkpoint_every}")
+  ema_decay = config.optim.ema_decay
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns averaging off); got {ema_decay}")
 
   dataset = data_lib.load_dataset(config.data)
-  model = build_model(config, dataset)
+  model = experiment_lib.build_model(config, dataset)
   for split in ("valid", "test") + (() if config.data.binarize == "dynamic" else ("train",)):
     try:
       likelihood.check_input(model, dataset.splits[split][:2])
       model.head.validate(dataset.splits[split])
     except ValueError as e:
       raise ValueError(f"Dataset {config.data.name!r}, split {split!r} does not fit the model: {e}") from e
-  contexts = split_contexts(config, model, dataset)  # {split: [N, K] one-hot labels, or None}
+  contexts = experiment_lib.split_contexts(config, model, dataset)
 
-  train_data = jnp.asarray(dataset.splits["train"])
-  train_context = None if contexts["train"] is None else jnp.asarray(contexts["train"])
-  num_train = len(train_data)
-  batch_size = min(train_config.batch_size, num_train)
-  steps_per_epoch = num_train // batch_size
+  num_train = len(dataset.splits["train"])
+  steps_per_epoch = num_train // min(train_config.batch_size, num_train)
   tx, schedule = make_optimizer(config.optim, steps_per_epoch, train_config.num_epochs)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-  ema_decay = config.optim.ema_decay
-  if not 0.0 <= ema_decay < 1.0:
-    raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns averaging off); got {ema_decay}")
   if ema_decay:
     state["ema"] = jax.tree.map(jnp.copy, params)  # its own buffers: the step donates both
-  num_params = sum(p.size for p in jax.tree.leaves(params))
-  train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay)
-  evaluated = "ema" if ema_decay else "params"  # the parameters validation, `best` and test use
+  return _Run(config=config, workdir=workdir, dataset=dataset, contexts=contexts, graphdef=graphdef,
+              rest=rest, state=state, schedule=schedule,
+              train_step=_make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay),
+              evaluated="ema" if ema_decay else "params",
+              num_params=int(sum(p.size for p in jax.tree.leaves(params))), start_time=start_time)
 
-  saved_config = {"experiment": experiment, "overrides": list(overrides), "config": config_lib.to_dict(config)}
+
+def _check_same_experiment(workdir: pathlib.Path, saved_config: dict) -> None:
+  """Raises ValueError when `workdir` holds a run of another config (only how long to train may
+  change between invocations)."""
   config_path = workdir / "config.json"
-  if config_path.exists():
-    previous = json.loads(config_path.read_text())
-    # Round-trip through the classes so fields added since that run compare at their defaults.
-    previous_config = config_lib.to_dict(config_lib.from_dict(previous["config"]))
-    if _resumable_view(previous_config) != _resumable_view(saved_config["config"]):
-      raise ValueError(f"{workdir} holds a run of a different config; use a new --workdir "
-                       "(or delete the old one) instead of mixing two experiments")
-  write_json(config_path, saved_config)
+  if not config_path.exists():
+    return
+  previous = json.loads(config_path.read_text())
+  # Round-trip through the classes so fields added since that run compare at their defaults.
+  previous_config = config_lib.to_dict(config_lib.from_dict(previous["config"]))
+  if _resumable_view(previous_config) != _resumable_view(saved_config["config"]):
+    raise ValueError(f"{workdir} holds a run of a different config; use a new --workdir "
+                     "(or delete the old one) instead of mixing two experiments")
 
-  loop = {"epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0,
-          "train_seconds": 0.0}
-  if (previous := _manager(workdir, "latest")).latest_step() is not None:
-    loop, restored = _restore(previous, params=state["params"], optimizer=_optimizer_items(state))
-    state = {"params": restored["params"], **restored["optimizer"]}
-    print(f"Resuming from {workdir / 'checkpoints/latest'} after epoch {loop['epoch']}", flush=True)
-  elif train_config.init_from is not None:
-    state["params"] = _warm_start_params(train_config.init_from, state["params"])
-    if ema_decay:
-      state["ema"] = jax.tree.map(jnp.copy, state["params"])
-    print(f"Starting from the best parameters of {train_config.init_from}", flush=True)
-  # Saves from here on write in the background (the managers above only read).
-  latest, best = _manager(workdir, "latest", background=True), _manager(workdir, "best", background=True)
-  # Wall time of earlier invocations up to their last saved epoch (0 in checkpoints older than this).
-  earlier_wall_seconds = loop.get("wall_seconds", 0.0)
 
-  key = jax.random.key(train_config.seed)
-  shuffle_key, step_key, sample_key = jax.random.split(key, 3)
-  metrics_path = workdir / "metrics.jsonl"
-  if metrics_path.exists():  # epochs after the resumed checkpoint (train.checkpoint_every > 1) run again
+def _start(run: _Run, saved_config: dict) -> None:
+  """Writes config.json, then resumes from `latest` or warm-starts from `train.init_from`."""
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  run_info.write_json(run.workdir / "config.json", saved_config)
+  if (previous := checkpoints.manager(run.workdir, "latest")).latest_step() is not None:
+    run.loop, restored = checkpoints.restore(previous, params=run.state["params"],
+                                             optimizer=checkpoints.optimizer_items(run.state))
+    run.state = {"params": restored["params"], **restored["optimizer"]}
+    run.earlier_wall_seconds = run.loop.get("wall_seconds", 0.0)  # 0 in checkpoints older than this
+    print(f"Resuming from {run.workdir / 'checkpoints/latest'} after epoch {run.loop['epoch']}", flush=True)
+  elif (init_from := run.config.train.init_from) is not None:
+    run.state["params"] = checkpoints.warm_start_params(init_from, run.state["params"])
+    if "ema" in run.state:
+      run.state["ema"] = jax.tree.map(jnp.copy, run.state["params"])
+    print(f"Starting from the best parameters of {init_from}", flush=True)
+
+
+def _open_metrics(run: _Run):
+  """metrics.jsonl for appending, cut back to the resumed epoch (epochs after the resumed
+  checkpoint, with train.checkpoint_every > 1, run again)."""
+  metrics_path = run.workdir / "metrics.jsonl"
+  if metrics_path.exists():
     kept = [line for line in metrics_path.read_text().splitlines()
-            if line and json.loads(line)["epoch"] <= loop["epoch"]]
+            if line and json.loads(line)["epoch"] <= run.loop["epoch"]]
     metrics_path.write_text("".join(line + "\n" for line in kept))
-  metrics_file = open(metrics_path, "a")
+  return open(metrics_path, "a")
+
+
+def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_data, train_context,
+                     saved_epoch: int) -> float:
+  """Runs the steps of one epoch over `batches [S, B]` of indices; returns the mean training loss."""
+  log_every = run.config.train.log_every
+  losses = []
+  progress = tqdm.tqdm(range(len(batches)), desc=f"epoch {epoch}", leave=False,
+                       dynamic_ncols=True, mininterval=2.0)
+  for i in progress:
+    run.state, loss = run.train_step(run.state, train_data, batches[i], step_key, train_context)
+    losses.append(loss)
+    if (i + 1) % log_every == 0 or i + 1 == len(batches):
+      recent = float(jnp.mean(jnp.stack(losses[-log_every:])))
+      if not math.isfinite(recent):
+        raise NonFiniteLossError(
+            f"Training loss became {recent} at epoch {epoch}, step {int(run.state['step'])}. "
+            f"The last good checkpoint (epoch {saved_epoch}) in {run.workdir / 'checkpoints'} is "
+            "untouched. Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
+            "with a new workdir (or delete checkpoints/latest to restart this one).")
+      progress.set_postfix(nll=f"{recent:.2f}")
+  return float(jnp.mean(jnp.stack(losses)))
+
+
+def _train_epochs(run: _Run, sample_key) -> dict:
+  """The epochs: steps, validation, `best`/`latest` checkpoints, metrics and sample grids, until
+  `train.num_epochs`, early stopping or the time budget. Returns how training stopped."""
+  train_config, loop, workdir = run.config.train, run.loop, run.workdir
+  train_data = jnp.asarray(run.dataset.splits["train"])
+  train_context = None if run.contexts["train"] is None else jnp.asarray(run.contexts["train"])
+  num_train = len(train_data)
+  batch_size = min(train_config.batch_size, num_train)
+  steps_per_epoch = num_train // batch_size
+  shuffle_key, step_key = jax.random.split(jax.random.key(train_config.seed), 3)[:2]
+
+  # Saves write in the background (a step is committed atomically; the next save waits).
+  latest = checkpoints.manager(workdir, "latest", background=True)
+  best = checkpoints.manager(workdir, "best", background=True)
+  metrics_file = _open_metrics(run)
   from tensorboardX import SummaryWriter
   writer = SummaryWriter(str(workdir / "tb"))
-  def patience_spent():
-    return train_config.patience is not None and loop["bad_epochs"] >= train_config.patience
 
   # A resumed run that had already stopped early is only evaluated again, not trained further.
-  stopped_early = patience_spent()
-  stopped_for_time = False
-  last_epoch = loop["epoch"] if stopped_early else train_config.num_epochs
+  stopped = {"stopped_early": run.patience_spent(), "stopped_for_time": False}
+  last_epoch = loop["epoch"] if stopped["stopped_early"] else train_config.num_epochs
   saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
   try:
     for epoch in range(loop["epoch"] + 1, last_epoch + 1):
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
       batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-      losses = []
-      progress = tqdm.tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False,
-                           dynamic_ncols=True, mininterval=2.0)
-      for i in progress:
-        state, loss = train_step(state, train_data, batches[i], step_key, train_context)
-        losses.append(loss)
-        if (i + 1) % train_config.log_every == 0 or i + 1 == steps_per_epoch:
-          recent = float(jnp.mean(jnp.stack(losses[-train_config.log_every:])))
-          if not math.isfinite(recent):
-            raise NonFiniteLossError(
-                f"Training loss became {recent} at epoch {epoch}, step {int(state['step'])}. "
-                f"The last good checkpoint (epoch {saved_epoch}) in {workdir / 'checkpoints'} is "
-                "untouched. Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
-                "with a new workdir (or delete checkpoints/latest to restart this one).")
-          progress.set_postfix(nll=f"{recent:.2f}")
-      train_nll = float(jnp.mean(jnp.stack(losses)))
+      train_nll = _train_one_epoch(run, epoch, batches, step_key, train_data, train_context, saved_epoch)
       loop["train_seconds"] += time.time() - epoch_start
 
-      model = nnx.merge(graphdef, state[evaluated], rest)
-      valid_nll = -float(np.mean(validation_log_prob(model, dataset.splits["valid"], context=contexts["valid"],
-                                                     batch_size=train_config.eval_batch_size,
-                                                     precision=train_config.valid_precision)))
+      model = run.model()
+      valid_nll = -float(np.mean(evaluation.validation_log_prob(
+          model, run.dataset.splits["valid"], context=run.contexts["valid"],
+          batch_size=train_config.eval_batch_size, precision=train_config.valid_precision)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
                                  f"the checkpoint of epoch {saved_epoch} is kept.")
       improved = valid_nll < loop["best_valid_nll"]
       loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1,
-                  wall_seconds=earlier_wall_seconds + time.time() - start_time)
+                  wall_seconds=run.earlier_wall_seconds + time.time() - run.start_time)
       if improved:
         loop.update(best_valid_nll=valid_nll, best_epoch=epoch)
-        _save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll}, params=state[evaluated])
-      stopped_early = patience_spent()
-      stopped_for_time = (not stopped_early and train_config.max_train_minutes is not None
-                          and time.time() - start_time > 60 * train_config.max_train_minutes)
-      if (epoch % train_config.checkpoint_every == 0 or epoch == last_epoch
-          or stopped_early or stopped_for_time):
-        _save(latest, epoch, loop, params=state["params"], optimizer=_optimizer_items(state))
+        checkpoints.save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll},
+                         params=run.state[run.evaluated])
+      stopped["stopped_early"] = run.patience_spent()
+      stopped["stopped_for_time"] = (
+          not stopped["stopped_early"] and train_config.max_train_minutes is not None
+          and time.time() - run.start_time > 60 * train_config.max_train_minutes)
+      if epoch % train_config.checkpoint_every == 0 or epoch == last_epoch or any(stopped.values()):
+        checkpoints.save(latest, epoch, loop, params=run.state["params"],
+                         optimizer=checkpoints.optimizer_items(run.state))
         saved_epoch = epoch
 
-      record = {"epoch": epoch, "step": int(state["step"]), "train_nll": train_nll,
+      record = {"epoch": epoch, "step": int(run.state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],
-                "learning_rate": float(schedule(int(state["step"]))),
+                "learning_rate": float(run.schedule(int(run.state["step"]))),
                 "epoch_seconds": time.time() - epoch_start}
       metrics_file.write(json.dumps(record) + "\n")
       metrics_file.flush()
       for name in ("train_nll", "valid_nll", "learning_rate"):
         writer.add_scalar(name, record[name], epoch)
       if epoch % train_config.samples_every == 0:
-        _save_samples(model, dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
-                      sample_key, train_config.num_samples)
+        evaluation.save_samples(model, run.dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
+                                sample_key, train_config.num_samples)
       print(f"epoch {epoch}: train {train_nll:.3f}  valid {valid_nll:.3f}  "
             f"(best {loop['best_valid_nll']:.3f} @ {loop['best_epoch']})  {record['epoch_seconds']:.1f}s",
             flush=True)
-      if stopped_early:
+      if stopped["stopped_early"]:
         print(f"Early stopping: no better validation NLL for {train_config.patience} epochs", flush=True)
         break
-      if stopped_for_time:
+      if stopped["stopped_for_time"]:
         print(f"Stopping: the time budget of {train_config.max_train_minutes} min is spent", flush=True)
         break
   finally:
@@ -525,22 +358,31 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
     writer.close()
     for manager in (latest, best):  # also on an error: the last save completes, none is lost
       manager.wait_until_finished()
+  return stopped
 
-  best_meta, restored = _restore(best, params=state["params"])
-  model = nnx.merge(graphdef, restored["params"], rest)
-  test_log_prob = dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
-                                   batch_size=train_config.eval_batch_size)
+
+def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides: tuple[str, ...],
+            git_commit: str | None) -> dict:
+  """The test NLL of the `best` checkpoint, written with the run's figures to results.json."""
+  config, dataset, contexts, loop = run.config, run.dataset, run.contexts, run.loop
+  eval_batch_size = config.train.eval_batch_size
+  best_meta, restored = checkpoints.restore(checkpoints.manager(run.workdir, "best"),
+                                            params=run.state["params"])
+  model = nnx.merge(run.graphdef, restored["params"], run.rest)
+  test_log_prob = evaluation.dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
+                                              batch_size=eval_batch_size)
   test_nll = -float(np.mean(test_log_prob))
   extra = {}
   if model.num_masks > 1:  # the ensemble above; one draw of the masks (ordering) alone:
-    single = dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
-                              batch_size=train_config.eval_batch_size, ensemble=False)
+    single = evaluation.dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
+                                         batch_size=eval_batch_size, ensemble=False)
     extra["test_nll_single_mask_nats"] = -float(np.mean(single))
   if model.has_training_objective:
     extra["valid_metric"] = "training objective (an upper bound estimate), fixed key per batch"
   if model.context_size:
     extra["likelihood"] = ("class-conditional: NLLs are −log p(x | label); `python -m arjax classify` "
                            "gives the generative classifier's accuracy")
+  now = time.time()
   results = {
       "experiment": experiment,
       "overrides": list(overrides),
@@ -550,15 +392,14 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
       "best_valid_nll_nats": best_meta["valid_nll"],
       "best_epoch": best_meta["epoch"],
       "epochs_run": loop["epoch"],
-      "stopped_early": stopped_early,
-      "stopped_for_time": stopped_for_time,
+      **stopped,
       **extra,
-      "num_params": int(num_params),
+      "num_params": run.num_params,
       "num_test_examples": len(test_log_prob),
       "train_seconds": loop["train_seconds"],
-      "wall_time_s": time.time() - start_time,  # this invocation
-      "wall_time_all_invocations_s": earlier_wall_seconds + time.time() - start_time,
-      "device": device_description(),
+      "wall_time_s": now - run.start_time,  # this invocation
+      "wall_time_all_invocations_s": run.earlier_wall_seconds + now - run.start_time,
+      "device": run_info.device_description(),
       "jax_version": jax.__version__,
       "git_commit": git_commit,
       "config": config_lib.to_dict(config),
@@ -566,8 +407,26 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = 
   if config.data.dequantize == "logit":  # the NLL above is in logit space; this is per 8-bit pixel
     results["test_bits_per_pixel_8bit"] = float(np.mean(data_lib.logit_space_to_pixel_bits_per_dim(
         test_log_prob, dataset.splits["test"], logit_lambda=config.data.logit_lambda)))
-  write_json(workdir / "results.json", results)
-  _save_samples(model, dataset, workdir / "samples" / "best.png", sample_key, train_config.num_samples)
+  run_info.write_json(run.workdir / "results.json", results)
+  evaluation.save_samples(model, dataset, run.workdir / "samples" / "best.png", sample_key,
+                          config.train.num_samples)
   print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "
-        f"{best_meta['epoch']}; results in {workdir / 'results.json'}", flush=True)
+        f"{best_meta['epoch']}; results in {run.workdir / 'results.json'}", flush=True)
   return results
+
+
+def train_and_evaluate(config: config_lib.Config, workdir, *, experiment: str = "",
+                       overrides: tuple[str, ...] = ()) -> dict:
+  """Trains `config` in `workdir` (resuming if it has a checkpoint); returns the results dict."""
+  start_time = time.time()
+  git_commit = run_info.git_commit()  # the code that runs, not what is checked out when it ends
+  workdir = pathlib.Path(workdir)
+  saved_config = {"experiment": experiment, "overrides": list(overrides),
+                  "config": config_lib.to_dict(config)}
+  run = _prepare(config, workdir, start_time)
+  _check_same_experiment(workdir, saved_config)
+  _start(run, saved_config)
+  sample_key = jax.random.split(jax.random.key(config.train.seed), 3)[2]
+  stopped = _train_epochs(run, sample_key)
+  return _finish(run, stopped, sample_key, experiment=experiment, overrides=overrides,
+                 git_commit=git_commit)

@@ -30,13 +30,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from arjax import checkpoints
 from arjax import data as data_lib
 from arjax import heads as heads_lib
 from arjax import images
 from arjax import likelihood
 from arjax import marginals
 from arjax import sampling
-from arjax import train
 
 # ------------------------------------------------------------------ data ---
 
@@ -68,9 +68,9 @@ def load_data_like(data_config: data_lib.DataConfig, model, name: str | None = N
 
 def load_trained(workdir, *, which: str = "best"):
   """(model, config, dataset) of a training workdir, every split of the dataset in the model's
-  support: `train.load_trained_model`, with a dynamically binarized training split (still 8-bit
+  support: `checkpoints.load_trained_model`, with a dynamically binarized training split (still 8-bit
   on load) binarized once."""
-  model, config, dataset = train.load_trained_model(workdir, which=which)
+  model, config, dataset = checkpoints.load_trained_model(workdir, which=which)
   if config.data.binarize == "dynamic":
     dataset = load_data_like(config.data, model)
   return model, config, dataset

@@ -35,7 +35,7 @@ from flax import nnx
 import arjax
 from arjax import config as config_lib
 from arjax import data as data_lib
-from arjax import models, train
+from arjax import evaluation, models, run_info, train
 
 NUM_DIMS = 784
 
@@ -115,7 +115,7 @@ def bench_model(name, args):
     for batch in args.batches:
       x = jnp.asarray(rng.integers(0, 2, (batch, NUM_DIMS)), jnp.float32)
       graphdef, state = nnx.split(model)
-      run = lambda: train._batch_log_prob(graphdef, state, x).block_until_ready()
+      run = lambda: evaluation._batch_log_prob(graphdef, state, x).block_until_ready()
       median, best, other, reps = time_calls(run, min_reps=args.min_reps, budget_s=args.budget)
       emit(name, "eval_ll", batch, batch / median, "examples/s", value_best=round(batch / best, 1),
            median_s=round(median, 5), reps=reps, other_cores=other)
@@ -145,7 +145,7 @@ def main():
   args = parser.parse_args()
   args.what = set(args.what.split(","))
   args.batches = [int(b) for b in args.batches.split(",")]
-  emit("env", "env", 0, 0, "", jax=jax.__version__, device=train.device_description(),
+  emit("env", "env", 0, 0, "", jax=jax.__version__, device=run_info.device_description(),
        python=sys.version.split()[0], loadavg=os.getloadavg())
   for name in args.models.split(","):
     if name not in MODELS:

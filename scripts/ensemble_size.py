@@ -34,10 +34,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from arjax import likelihood, train
+from arjax import checkpoints, likelihood, run_info
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))  # as train._batch_log_prob
+@functools.partial(jax.jit, static_argnames=("graphdef",))  # as evaluation._batch_log_prob
 def _draw_log_probs(graphdef, state, x):
   return likelihood.mask_log_probs(nnx.merge(graphdef, state), x).T  # [B, N]
 
@@ -77,8 +77,8 @@ def main(argv=None):
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write the JSON here too")
   args = parser.parse_args(argv)
 
-  start, commit = time.time(), train._git_commit()  # the code that runs, not what is checked out at the end
-  model, config, dataset = train.load_trained_model(args.workdir, which=args.checkpoint,
+  start, commit = time.time(), run_info.git_commit()  # the code that runs, not what is checked out at the end
+  model, config, dataset = checkpoints.load_trained_model(args.workdir, which=args.checkpoint,
                                                     num_masks=args.num_masks)
   if model.context_size:
     raise ValueError(f"{args.workdir}: a conditional model; this script takes unconditional ones")
@@ -89,7 +89,7 @@ def main(argv=None):
   x = dataset.splits[args.split]
   if args.examples and args.examples < len(x):
     x = x[np.sort(np.random.default_rng(args.seed).choice(len(x), args.examples, replace=False))]
-  with jax.default_matmul_precision("highest"):  # as `train.dataset_log_prob`: full float32
+  with jax.default_matmul_precision("highest"):  # as `evaluation.dataset_log_prob`: full float32
     log_probs = likelihood.map_batches(_draw_log_probs, model, x, args.batch_size,
                                        progress=f"{args.num_masks} orderings")  # [examples, N]
   single = -log_probs.mean(0)  # each ordering's own NLL, [N]
@@ -102,7 +102,7 @@ def main(argv=None):
       "ensembles": ensemble_curve(log_probs, reference),
       "command": " ".join(shlex.quote(w) for w in ["python", "scripts/ensemble_size.py",
                                                      *(sys.argv[1:] if argv is None else argv)]),
-      "wall_time_s": time.time() - start, "device": train.device_description(),
+      "wall_time_s": time.time() - start, "device": run_info.device_description(),
       "jax_version": jax.__version__, "git_commit": commit,
   }
   text = json.dumps(result, indent=1)

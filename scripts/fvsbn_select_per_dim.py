@@ -26,7 +26,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from arjax import train, uses
+from arjax import checkpoints
+
+from arjax import run_info
+
+from arjax import uses
 
 
 def main(argv=None):
@@ -38,7 +42,7 @@ def main(argv=None):
   start = time.time()
   models, configs, dataset = [], [], None
   for run in args.runs:
-    model, config, data = train.load_trained_model(run)
+    model, config, data = checkpoints.load_trained_model(run)
     if type(model).__name__ != "FVSBN" or model.context_size:
       raise ValueError(f"{run} is not an unconditional FVSBN")
     models.append(model)
@@ -76,10 +80,10 @@ def main(argv=None):
       "test_nll_stderr": test_stderr,
       "num_test_examples": len(dataset.splits["test"]),
       "wall_time_s": time.time() - start,
-      "device": train.device_description(),
-      "git_commit": train._git_commit(),  # pylint: disable=protected-access
+      "device": run_info.device_description(),
+      "git_commit": run_info.git_commit(),  # pylint: disable=protected-access
   }
-  train.write_json(args.out, result)
+  run_info.write_json(args.out, result)
   print(json.dumps({k: result[k] for k in ("valid_nll_nats", "test_nll_nats", "test_nll_stderr")}))
   for r in result["runs"]:
     print(f"  {r['workdir']}: l2 {r['l2']}, l1 {r['l1']}, valid {r['valid_nll_nats']:.3f}, test {r['test_nll_nats']:.3f}, "

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arjax import train
+from arjax import run_info
+
 from arjax.models import nade_kernel, nade_native
 
 
@@ -28,7 +29,7 @@ def main():
   args = parser.parse_args()
   rng = np.random.default_rng(0)
   batch, num_dims = 128, 784
-  print(json.dumps({"model": "env", "jax": jax.__version__, "device": train.device_description()}), flush=True)
+  print(json.dumps({"model": "env", "jax": jax.__version__, "device": run_info.device_description()}), flush=True)
   for num_hidden, num_params in [(500, 1), (500, 3), (500, 30), (100, 30), (100, 256)]:
     x = jnp.asarray(rng.integers(0, 2, (batch, num_dims)), jnp.float32)
     W = jnp.asarray(rng.normal(size=(num_dims, num_hidden)) * 0.05, jnp.float32)

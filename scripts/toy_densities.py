@@ -33,7 +33,7 @@ import numpy as np
 import arjax
 from arjax import config as config_lib
 from arjax import data as data_lib
-from arjax import heads, models, toy, train
+from arjax import checkpoints, evaluation, heads, models, run_info, toy, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXTENT = 2.75  # every panel shows [−EXTENT, EXTENT]²; the standardized toys lie within ±2.4
@@ -77,7 +77,7 @@ def density_image(model) -> np.ndarray:
   centres = (edges[:-1] + edges[1:]) / 2
   x, y = np.meshgrid(centres, centres[::-1])  # [P, P] each; row 0 is the top (largest y)
   grid = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float32)  # [P², 2]
-  log_prob = train.dataset_log_prob(model, grid, batch_size=10_000)  # [P²]
+  log_prob = evaluation.dataset_log_prob(model, grid, batch_size=10_000)  # [P²]
   return np.exp(log_prob).reshape(PANEL_PIXELS, PANEL_PIXELS)
 
 
@@ -123,7 +123,7 @@ def main():
     for name in toy.GENERATORS:
       config = toy_config(name, num_epochs=args.num_epochs)
       results = train.train_and_evaluate(config, workdir / name, experiment=f"toy_densities:{name}")
-      model, _, dataset = train.load_trained_model(workdir / name)
+      model, _, dataset = checkpoints.load_trained_model(workdir / name)
       samples = np.asarray(arjax.sample(model, jax.random.key(0), NUM_MODEL_SAMPLES))  # [N, 2]
       panels = [histogram_image(dataset.splits["train"]), density_image(model), histogram_image(samples)]
       panels = [colorize(panel if panel.shape[0] == PANEL_PIXELS else upscale(panel)) for panel in panels]
@@ -145,9 +145,9 @@ def main():
       "config": config_lib.to_dict(toy_config("NAME", num_epochs=args.num_epochs)),
       "toys": summary,
       "wall_time_s": time.time() - start,
-      "device": train.device_description(),
+      "device": run_info.device_description(),
       "jax_version": jax.__version__,
-      "git_commit": train._git_commit(),
+      "git_commit": run_info.git_commit(),
   }
   pathlib.Path(args.results).write_text(json.dumps(output, indent=2) + "\n")
   print(f"wall time {output['wall_time_s']:.0f}s; results in {args.results}")

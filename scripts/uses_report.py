@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from arjax import data as data_lib
-from arjax import marginals, plots, train, uses
+from arjax import checkpoints, marginals, plots, run_info, uses
 
 DEFAULT_OOD = ("fashion_mnist", "noise", "flip", "rotate90")
 INPAINT_MASK = "top_half"  # a prefix of raster orderings: exact conditioning
@@ -219,8 +219,8 @@ def main(argv=None) -> int:
   report = {
       "name": name, "workdir": str(args.workdir), "checkpoint": args.checkpoint,
       "command": _command("python", "scripts/uses_report.py", *(sys.argv[1:] if argv is None else argv)),
-      "data_dir": os.environ.get(data_lib.DATA_DIR_ENV), "device": train.device_description(),
-      "jax_version": jax.__version__, "git_commit": train._git_commit(),
+      "data_dir": os.environ.get(data_lib.DATA_DIR_ENV), "device": run_info.device_description(),
+      "jax_version": jax.__version__, "git_commit": run_info.git_commit(),
   }
   results_path = args.workdir / "results.json"
   if results_path.exists():  # what was trained, for the reader of this file alone
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
   background = None
   if args.background is not None and loaded is not None:
     try:
-      background, _, _ = train.load_trained_model(args.background, which=args.checkpoint)
+      background, _, _ = checkpoints.load_trained_model(args.background, which=args.checkpoint)
       if background.event_shape != loaded[0].event_shape:
         raise ValueError(f"the background model takes {background.event_shape}; the model "
                          f"{loaded[0].event_shape}")
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
   report["wall_time_s"] = round(time.time() - start, 3)
 
   out = args.results_dir / f"uses_{name}.json"
-  train.write_json(out, report)
+  run_info.write_json(out, report)
   print(markdown(report))
   print(f"\n{out}; pictures in {args.docs_dir}")
   errors = _errors(report)

@@ -12,7 +12,7 @@ from flax import nnx
 import arjax
 from arjax import __main__ as cli
 from arjax import config as config_lib
-from arjax import data, models, train, uses
+from arjax import checkpoints, data, models, train, uses
 from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
 from conftest import HEADS, all_configurations, perturb, random_values
 
@@ -147,7 +147,7 @@ def test_label_conditional_training_sampling_and_generative_classifier(two_class
   assert results["test_nll_nats"] < 16 * np.log(2)  # beats the uniform distribution
   assert (workdir / "samples" / "best.png").exists()
 
-  model, _, dataset = train.load_trained_model(workdir)
+  model, _, dataset = checkpoints.load_trained_model(workdir)
   x, labels = dataset.splits["test"], dataset.labels["test"]
   predictions, log_posterior = uses.generative_classifier(model, x, 2)
   assert log_posterior.shape == (100, 2)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from arjax import config as config_lib
-from arjax import data, heads, models, toy, train
+from arjax import checkpoints, data, evaluation, heads, models, toy, train
 
 LAMBDA = 1e-6
 
@@ -178,8 +178,8 @@ def test_training_on_dequantized_data_reports_bits_per_8_bit_pixel(tmp_path):
   path, _ = _write_8bit(tmp_path)
   config = _config(data.DataConfig(name=str(path), dequantize="logit"), num_epochs=1)
   results = train.train_and_evaluate(config, tmp_path / "run")
-  model, _, dataset = train.load_trained_model(tmp_path / "run")
+  model, _, dataset = checkpoints.load_trained_model(tmp_path / "run")
   expected = data.logit_space_to_pixel_bits_per_dim(
-      train.dataset_log_prob(model, dataset.splits["test"]), dataset.splits["test"], logit_lambda=LAMBDA)
+      evaluation.dataset_log_prob(model, dataset.splits["test"]), dataset.splits["test"], logit_lambda=LAMBDA)
   np.testing.assert_allclose(results["test_bits_per_pixel_8bit"], expected.mean(), rtol=1e-5)
   assert np.isfinite(results["test_bits_per_pixel_8bit"])

@@ -79,19 +79,19 @@ def test_quantile_degrees_go_where_the_weight_is():
 
 
 def test_entropy_degrees_come_from_the_training_data_and_normalize(tmp_path):
-  from arjax import config as config_lib, data, train
+  from arjax import config as config_lib, data, experiment
   rng = np.random.default_rng(0)
   images = (rng.random((60, 2, 3)) < [[0.0, 0.5, 0.9], [0.3, 0.0, 0.5]]).astype(np.uint8)
   np.savez(tmp_path / "d.npz", train=images[:40], valid=images[40:50], test=images[50:])
   config = config_lib.Config(data=data.DataConfig(name=str(tmp_path / "d.npz")),
                              model=models.MADEConfig(hidden_sizes=(12,), hidden_degrees="entropy"))
   dataset = data.load_dataset(config.data)
-  model = train.build_model(config, dataset)
+  model = experiment.build_model(config, dataset)
   entropies = models.made.marginal_entropies(dataset.splits["train"], heads.Bernoulli())
   assert entropies[0] == 0 and entropies[4] == 0 and np.all(np.delete(entropies, [0, 4]) > 0)
   degrees = np.asarray(model._hidden_degrees(0)[0])
   assert set(degrees[1:]) == {1, 2, 3}, "no unit should sit at a position that never varies"
-  again = train.build_model(config, dataset)  # what load_trained_model rebuilds
+  again = experiment.build_model(config, dataset)  # what load_trained_model rebuilds
   np.testing.assert_array_equal(np.asarray(again._hidden_degrees(0)[0]), degrees)
   model = perturb(model)
   from conftest import all_configurations

@@ -11,7 +11,7 @@ from flax import nnx
 import arjax
 from arjax import __main__ as cli
 from arjax import config as config_lib
-from arjax import data, models, train
+from arjax import checkpoints, data, evaluation, experiment, models, train
 
 
 @pytest.fixture
@@ -71,9 +71,9 @@ def test_checkpoints_written_in_the_background_are_complete(stripes, tmp_path):
   workdir = tmp_path / "run"
   results = train.train_and_evaluate(_config(stripes, num_epochs=3), workdir)
   for which, epoch in (("latest", 3), ("best", results["best_epoch"])):
-    assert train._manager(workdir, which).latest_step() == epoch
-  train.load_trained_model(workdir, which="latest")  # complete: it restores
-  best, _, _ = train.load_trained_model(workdir, which="best")
+    assert checkpoints.manager(workdir, which).latest_step() == epoch
+  checkpoints.load_trained_model(workdir, which="latest")  # complete: it restores
+  best, _, _ = checkpoints.load_trained_model(workdir, which="best")
   x = np.asarray(data.load_dataset(_config(stripes).data).splits["test"], np.float32)
   np.testing.assert_allclose(-np.mean(np.asarray(arjax.log_prob(best, x))), results["test_nll_nats"],
                              rtol=1e-5)
@@ -111,7 +111,7 @@ def test_resume_matches_an_uninterrupted_run(stripes, tmp_path, ema_decay):
 def test_ema_tracks_the_average_of_the_iterates(stripes, tmp_path):
   config = _config(stripes, num_epochs=1)
   dataset = data.load_dataset(config.data)
-  model = train.build_model(config, dataset)
+  model = experiment.build_model(config, dataset)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, _ = train.make_optimizer(config.optim, 10, 1)
   step = train._make_train_step(graphdef, rest, tx, config.data, ema_decay=0.5)
@@ -166,7 +166,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(stripes, tmp_path,
   monkeypatch.setattr(train, "_make_train_step", poisoned)
   with pytest.raises(train.NonFiniteLossError, match="last good checkpoint"):
     train.train_and_evaluate(_config(stripes, num_epochs=2), workdir)
-  model, _, _ = train.load_trained_model(workdir, which="latest")
+  model, _, _ = checkpoints.load_trained_model(workdir, which="latest")
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
   assert json.loads((workdir / "results.json").read_text())["epochs_run"] == 1
 
@@ -262,7 +262,7 @@ def test_unknown_family_and_ordering():
 def test_order_agnostic_training_uses_every_mask_and_evaluates_the_ensemble(stripes, tmp_path):
   made = models.MADEConfig(hidden_sizes=(32,), ordering="random", num_masks=4)
   results = train.train_and_evaluate(_config(stripes, made, num_epochs=2), tmp_path / "run")
-  model, _, dataset = train.load_trained_model(tmp_path / "run")
+  model, _, dataset = checkpoints.load_trained_model(tmp_path / "run")
   x = dataset.splits["test"]
   single = [float(-np.mean(arjax.log_prob(_with_mask(model, k), x))) for k in range(4)]
   ensemble = float(-np.mean(arjax.ensemble_log_prob(model, x)))
@@ -273,8 +273,8 @@ def test_order_agnostic_training_uses_every_mask_and_evaluates_the_ensemble(stri
 def test_deep_nade_evaluates_with_more_orderings_than_trained_and_made_refuses(stripes, tmp_path):
   deep = models.DeepNADEConfig(hidden_sizes=(16,), num_masks=2)
   train.train_and_evaluate(_config(stripes, deep, num_epochs=1), tmp_path / "deep")
-  trained, _, dataset = train.load_trained_model(tmp_path / "deep")
-  wider, config, _ = train.load_trained_model(tmp_path / "deep", num_masks=5)
+  trained, _, dataset = checkpoints.load_trained_model(tmp_path / "deep")
+  wider, config, _ = checkpoints.load_trained_model(tmp_path / "deep", num_masks=5)
   assert wider.num_masks == config.model.num_masks == 5
   x = dataset.splits["test"][:6]
   per_draw = np.asarray(arjax.mask_log_probs(wider, x))  # [5, 6]
@@ -302,16 +302,16 @@ def test_deep_nade_evaluates_with_more_orderings_than_trained_and_made_refuses(s
   made = models.MADEConfig(hidden_sizes=(32,), ordering="random", num_masks=2)
   train.train_and_evaluate(_config(stripes, made, num_epochs=1), tmp_path / "made")
   with pytest.raises(ValueError, match="fixed by training"):
-    train.load_trained_model(tmp_path / "made", num_masks=4)
+    checkpoints.load_trained_model(tmp_path / "made", num_masks=4)
   with pytest.raises(ValueError, match="must be >= 1"):
-    train.load_trained_model(tmp_path / "deep", num_masks=0)
+    checkpoints.load_trained_model(tmp_path / "deep", num_masks=0)
 
 
 def test_validation_estimate_draws_anew_in_every_batch_and_is_reproducible():
   model = models.DeepNADE((12,), hidden_sizes=(8,), rngs=nnx.Rngs(0))
   x = np.tile(np.random.default_rng(0).integers(0, 2, (1, 12)).astype(np.float32), (8, 1))
-  estimate = train.validation_log_prob(model, x, batch_size=4)  # two batches of one example, repeated
-  np.testing.assert_array_equal(estimate, train.validation_log_prob(model, x, batch_size=4))
+  estimate = evaluation.validation_log_prob(model, x, batch_size=4)  # two batches of one example, repeated
+  np.testing.assert_array_equal(estimate, evaluation.validation_log_prob(model, x, batch_size=4))
   assert not np.allclose(estimate[:4], estimate[4:]), "batch 2 should not repeat batch 1's draws"
 
 
@@ -357,10 +357,10 @@ def test_checkpoint_every_saves_latest_less_often_and_resume_redoes_the_rest(str
   monkeypatch.setattr(train, "_make_train_step", fails_in_epoch_4)
   with pytest.raises(train.NonFiniteLossError, match=r"last good checkpoint \(epoch 2\)"):
     train.train_and_evaluate(_config(stripes, num_epochs=4, checkpoint_every=2), workdir)
-  assert train._manager(workdir, "latest").latest_step() == 2  # epoch 3 completed but was not saved
+  assert checkpoints.manager(workdir, "latest").latest_step() == 2  # epoch 3 completed but was not saved
   monkeypatch.setattr(train, "_make_train_step", real_step)
   resumed = train.train_and_evaluate(_config(stripes, num_epochs=4, checkpoint_every=2), workdir)
   epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert epochs == [1, 2, 3, 4]  # epoch 3's first record was dropped when it ran again
-  assert train._manager(workdir, "latest").latest_step() == 4  # the last epoch is always saved
+  assert checkpoints.manager(workdir, "latest").latest_step() == 4  # the last epoch is always saved
   np.testing.assert_allclose(resumed["test_nll_nats"], once["test_nll_nats"], rtol=1e-5)

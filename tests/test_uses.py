@@ -10,7 +10,7 @@ import pytest
 
 from arjax import __main__ as cli
 from arjax import config as config_lib
-from arjax import data, models, plots, train, uses
+from arjax import checkpoints, data, models, plots, train, uses
 
 
 def _stripes(num, rng):
@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_and_data(trained):
   workdir, _, _ = trained
-  model, config, dataset = train.load_trained_model(workdir)
+  model, config, dataset = checkpoints.load_trained_model(workdir)
   return model, config, dataset
 
 
