@@ -3,6 +3,7 @@
 from arjax.models.base import AutoregressiveModel, Ordering
 from arjax.models.deep_nade import DeepNADE, DeepNADEConfig
 from arjax.models.fvsbn import FVSBN, FVSBNConfig
+from arjax.models.lmconv import LMConv, LMConvConfig
 from arjax.models.made import MADE, MADEConfig
 from arjax.models.nade import NADE, NADEConfig
 from arjax.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
@@ -11,7 +12,7 @@ from arjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "AutoregressiveModel", "Ordering", "MODEL_CONFIGS", "get_model_config",
-    "DeepNADE", "DeepNADEConfig", "FVSBN", "FVSBNConfig", "MADE", "MADEConfig",
+    "DeepNADE", "DeepNADEConfig", "FVSBN", "FVSBNConfig", "LMConv", "LMConvConfig", "MADE", "MADEConfig",
     "NADE", "NADEConfig", "RNN", "RNNConfig", "Transformer", "TransformerConfig",
     "PixelCNN", "PixelCNNConfig", "GatedPixelCNN", "GatedPixelCNNConfig",
 ]
@@ -20,6 +21,7 @@ __all__ = [
 MODEL_CONFIGS = {
     "deep_nade": DeepNADEConfig,
     "fvsbn": FVSBNConfig,
+    "lmconv": LMConvConfig,
     "made": MADEConfig,
     "nade": NADEConfig,
     "pixelcnn": PixelCNNConfig,

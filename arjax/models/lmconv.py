@@ -1,0 +1,305 @@
+"""Order-agnostic images: locally masked convolutions (Jain, Abbeel & Pathak 2020, "Locally
+Masked Convolution for Autoregressive Models").
+
+One network, one set of weights, K orderings of the pixels. A locally masked
+convolution multiplies each output location's k × k input window (im2col
+patches, `jax.lax.conv_general_dilated_patches`) by a mask of its own, taken
+from the ordering: with pos(q) the position of pixel q in the ordering, the
+output at pixel p sees the neighbour q of its window iff
+
+    pos(q) <  pos(p)    first layer (it must not see the value it predicts),
+    pos(q) <= pos(p)    every later layer,
+
+so the params of pixel p depend only on pixels earlier in the ordering, for
+every ordering, through the same weights. The network (a PixelCNN whose masks
+move with the ordering):
+
+    u = [x, 1]                                 [B, H, W, 2]   (the ones channel marks the image inside the zero padding)
+    h_0 = LMConv_0(u) + z U                    [B, H, W, F]   (k_0 × k_0, strict)
+    h_l = h_{l−1} + LMConv_l(g(h_{l−1}))       l = 1..L       (k × k)
+    params = W_2 g(W_1 g(h_L) + b_1) + b_2     [B, H, W, P]   (1 × 1)
+
+with g the activation and z U the projected context of a conditional model.
+The mask multiplies the window's inputs, not the weights, so a masked input
+has derivative exactly 0.0 (0 · w), as the Jacobian tests require.
+
+The orderings (`PIXEL_ORDERINGS`, all 8 for K = 8): raster, its reversal, its
+transpose (column by column), the transpose's reversal, then the same four for
+the S-curve (rows alternately left to right and right to left). The first four
+put any side of the image first: top (raster), bottom (reversed raster), left
+(transposed), right (reversed transpose). The state `mask_index` picks the
+ordering and `model.ordering` is that ordering as a flat permutation of the D =
+H·W dimensions, so training draws one per step, `arjax.ensemble_log_prob` is
+the mixture (1/K) Σ_k p(x | ordering k), and the sampler and likelihood follow
+`set_mask(k)`. Only these K orderings are trained; it is not
+`order_agnostic` in the sense of any ordering (`set_ordering` is refused).
+
+Inpainting is exact when the observed pixels come first in one of the K
+orderings (`arjax.uses.inpaint` selects such a draw): then clamping them in the
+sampler is conditioning on them, p(x_rest | x_observed) under that ordering.
+
+Channels: events are `[H, W, 1]`; colour images (C > 1) would need channel
+autoregression inside a pixel and raise ValueError.
+
+Cache (exact for every ordering): each conv layer's input map, zero-padded,
+`[B, H + 2R, W + 2R, F]`. At step t only pixel p = ordering[t] is computed, each
+layer from its k × k window of the layer below: the window's pixels earlier
+in the ordering were written at their own steps and are final (they depend only
+on pixels before them), p's own entry was just written, and later pixels are
+masked. A step costs O(L k² F²) per example instead of a full pass.
+
+Features: g(h_L) averaged over the pixels, `[B, F]`, given the whole image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from arjax import heads as heads_lib
+from arjax.models import base
+
+ACTIVATIONS = {"elu": jax.nn.elu, "relu": jax.nn.relu, "tanh": jnp.tanh}
+
+PIXEL_ORDERINGS = ("raster", "reverse_raster", "transposed", "reverse_transposed",
+                   "s_curve", "reverse_s_curve", "transposed_s_curve", "reverse_transposed_s_curve")
+
+
+def pixel_ordering(name: str, height: int, width: int) -> np.ndarray:
+  """The flat pixel indices `r·W + c` `[H·W]` in the order `name` (one of PIXEL_ORDERINGS) visits them."""
+  if name not in PIXEL_ORDERINGS:
+    raise ValueError(f"Unknown pixel ordering {name!r}; choose one of {PIXEL_ORDERINGS}")
+  index = np.arange(height * width).reshape(height, width)  # [H, W]
+  base_name = name.removeprefix("reverse_")
+  if base_name.startswith("transposed"):
+    index = index.T  # [W, H]: column by column
+  if base_name.endswith("s_curve"):
+    index = index.copy()
+    index[1::2] = index[1::2, ::-1]  # every other line runs backwards
+  order = index.reshape(-1)
+  return order[::-1].copy() if name.startswith("reverse_") else order
+
+
+def local_masks(ordering: np.ndarray, height: int, width: int, kernel_size: int, *,
+                strict: bool) -> np.ndarray:
+  """`[H, W, k²]` float 0/1: whether output pixel p sees the window tap of its neighbour q,
+  pos(q) < pos(p) (`strict`) or <= pos(p); taps outside the image are 0."""
+  radius = kernel_size // 2
+  position = np.empty(height * width, np.int64)
+  position[ordering] = np.arange(height * width)
+  position = position.reshape(height, width)
+  padded = np.pad(position, radius, constant_values=np.iinfo(np.int64).max)  # outside: never seen
+  taps = np.stack([padded[a:a + height, b:b + width]
+                   for a in range(kernel_size) for b in range(kernel_size)], -1)  # [H, W, k²]
+  seen = taps < position[..., None] if strict else taps <= position[..., None]
+  return seen.astype(np.float32)
+
+
+class Masks(nnx.Variable):
+  """The K orderings and their local masks: saved with the model, never trained."""
+
+
+class MaskIndex(nnx.Variable):
+  """Which of the K orderings the network uses now: an int32 scalar."""
+
+
+class LocallyMaskedConv(nnx.Module):
+  """A k × k convolution where each output location multiplies its input window by its own mask."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *, rngs: nnx.Rngs):
+    if kernel_size < 1 or kernel_size % 2 == 0:
+      raise ValueError(f"LocallyMaskedConv: kernel_size must be odd and >= 1, got {kernel_size}")
+    self.kernel_size = int(kernel_size)
+    fan_in = in_features * kernel_size**2
+    # Rows in the patch layout of conv_general_dilated_patches: (input feature, tap row, tap column).
+    self.kernel = nnx.Param(jax.random.normal(rngs.params(), (fan_in, out_features)) / math.sqrt(fan_in / 2))
+    self.bias = nnx.Param(jnp.zeros((out_features,)))
+
+  def __call__(self, x, masks):
+    """`x [B, H, W, F_in]`, `masks [H, W, k²]` -> `[B, H, W, F_out]` (zero padding)."""
+    k = self.kernel_size
+    patches = jax.lax.conv_general_dilated_patches(
+        x, (k, k), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [B, H, W, F_in·k²]
+    patches = patches.reshape(*x.shape, k * k) * masks[:, :, None, :]  # [B, H, W, F_in, k²]
+    return patches.reshape(*x.shape[:3], -1) @ self.kernel[...] + self.bias[...]
+
+  def at(self, window, mask):
+    """The output at one pixel from its window `[B, k, k, F_in]` and mask `[k²]`: `[B, F_out]`."""
+    taps = window.transpose(0, 3, 1, 2).reshape(window.shape[0], window.shape[3], -1)  # [B, F_in, k²]
+    return (taps * mask).reshape(window.shape[0], -1) @ self.kernel[...] + self.bias[...]
+
+
+class LMConv(base.AutoregressiveModel):
+  has_cache = True
+
+  def __init__(self, event_shape, *, num_features: int = 64, num_layers: int = 4,
+               kernel_size: int = 3, first_kernel_size: int = 5, num_output_features: int | None = None,
+               num_orderings: int = 8, activation: str = "elu",
+               head: heads_lib.Head = heads_lib.Bernoulli(), context_size: int = 0, rngs: nnx.Rngs):
+    event_shape = tuple(int(n) for n in event_shape)
+    if len(event_shape) != 3:
+      raise ValueError(f"LMConv models images: event_shape must be [H, W, C]; got {event_shape} "
+                       "(load images with their [H, W, C] layout)")
+    height, width, channels = event_shape
+    if channels != 1:
+      raise ValueError(f"LMConv models one channel (C = 1); got C = {channels}. Colour images need "
+                       "channel autoregression inside a pixel, which this family does not have: use "
+                       "PixelCNN for them.")
+    if not 1 <= num_orderings <= len(PIXEL_ORDERINGS):
+      raise ValueError(f"LMConv: num_orderings must lie in [1, {len(PIXEL_ORDERINGS)}], got {num_orderings}")
+    if num_layers < 0:
+      raise ValueError(f"LMConv: num_layers must be >= 0, got {num_layers}")
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"LMConv: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    draws = np.stack([pixel_ordering(name, height, width) for name in PIXEL_ORDERINGS[:num_orderings]])
+    super().__init__(event_shape, head, tuple(draws[0].tolist()))
+    self.num_masks = int(num_orderings)
+    self.activation = activation
+    self.num_layers = int(num_layers)
+    self.draw_orderings = Masks(jnp.asarray(draws, jnp.int32))  # [K, D]
+    self.first_masks = Masks(jnp.asarray(np.stack(
+        [local_masks(o, height, width, first_kernel_size, strict=True) for o in draws])))  # [K, H, W, k_0²]
+    self.masks = Masks(jnp.asarray(np.stack(
+        [local_masks(o, height, width, kernel_size, strict=False) for o in draws])))  # [K, H, W, k²]
+    self.mask_index = MaskIndex(jnp.zeros((), jnp.int32))
+    self.radius = max(first_kernel_size, kernel_size) // 2
+
+    num_output_features = num_output_features or num_features
+    self.first_conv = LocallyMaskedConv(2, num_features, first_kernel_size, rngs=rngs)
+    self.convs = nnx.List([LocallyMaskedConv(num_features, num_features, kernel_size, rngs=rngs)
+                           for _ in range(num_layers)])
+    self.hidden_out = nnx.Linear(num_features, num_output_features, rngs=rngs)
+    self.params_out = nnx.Linear(num_output_features, head.num_params,
+                                 kernel_init=nnx.initializers.zeros, rngs=rngs)
+    self.params_out.bias[...] = head.init_bias()
+    self.context_size = int(context_size)
+    self.context_embedding = (nnx.Linear(self.context_size, num_features, use_bias=False, rngs=rngs)
+                              if self.context_size else None)
+
+  # ---------------------------------------------------------- orderings --
+
+  def set_mask(self, index) -> None:
+    """Makes ordering `index` (an int, or an int32 scalar traced inside jit) the current one.
+
+    Replaces `mask_index` and `ordering` rather than writing them in place, so
+    this works on a model merged inside jit (as MADE's `set_mask`).
+    """
+    if not isinstance(index, jax.core.Tracer) and not 0 <= int(index) < self.num_masks:
+      raise ValueError(f"LMConv.set_mask: index must lie in [0, {self.num_masks}), got {index}")
+    index = jnp.asarray(index, jnp.int32)
+    self.mask_index = MaskIndex(index)
+    self.ordering = base.Ordering(jnp.take(self.draw_orderings[...], index, axis=0))
+
+  def _current_masks(self):
+    """The current ordering's masks: first layer `[H, W, k_0²]`, later layers `[H, W, k²]`."""
+    index = self.mask_index[...]
+    return jnp.take(self.first_masks[...], index, axis=0), jnp.take(self.masks[...], index, axis=0)
+
+  # ------------------------------------------------------ teacher-forced --
+
+  def _activate(self, h):
+    return ACTIVATIONS[self.activation](h)
+
+  def _inputs(self, values):
+    """Values `[...]` -> the first layer's input features `[..., 2]`: the network input and 1."""
+    inputs = self.head.as_input(values)
+    return jnp.stack([inputs, jnp.ones_like(inputs)], -1)
+
+  def _context_term(self, context):
+    """z U `[B, F]`, or 0 for an unconditional model."""
+    return 0.0 if context is None else self.context_embedding(context)
+
+  def _output(self, h):
+    """The last residual stream `[..., F]` -> params `[..., P]`."""
+    return self.params_out(self._activate(self.hidden_out(self._activate(h))))
+
+  def _last_hidden(self, x, context):
+    """h_L `[B, H, W, F]` for images `x [B, H, W, 1]`."""
+    first_masks, masks = self._current_masks()
+    h = self.first_conv(self._inputs(x[..., 0]), first_masks)  # [B, H, W, F]
+    if context is not None:
+      h = h + self._context_term(context)[:, None, None]
+    for conv in self.convs:
+      h = h + conv(self._activate(h), masks)  # [B, H, W, F]
+    return h
+
+  def conditionals(self, x, *, context=None):
+    context = self._check_context(context, x.shape[0])
+    params = self._output(self._last_hidden(x, context))  # [B, H, W, P]
+    return params[:, :, :, None]  # [B, H, W, 1, P]
+
+  def features(self, x, *, context=None):
+    context = self._check_context(context, x.shape[0])
+    return self._activate(self._last_hidden(x, context)).mean(axis=(1, 2))  # [B, F]
+
+  # ------------------------------------------------------------ sampling --
+
+  def init_cache(self, batch_size, *, context=None):
+    context = self._check_context(context, batch_size)
+    height, width, _ = self.event_shape
+    r = self.radius
+    inputs = self._inputs(jnp.zeros((batch_size, height, width), self.head.value_dtype))
+    inputs = inputs.at[..., 0].set(0.0)  # nothing observed yet (and always masked until it is)
+    num_features = self.first_conv.kernel.shape[1]
+    maps = [jnp.zeros((batch_size, height + 2 * r, width + 2 * r, num_features))
+            for _ in self.convs]  # g(h_{l−1}), the input of conv l
+    cache = {"inputs": jnp.pad(inputs, ((0, 0), (r, r), (r, r), (0, 0))), "maps": maps}
+    if context is not None:
+      cache["context"] = context
+    return cache
+
+  def _window(self, padded, row, col, kernel_size):
+    """The k × k window centred on pixel (row, col) of a map padded by `self.radius`: `[B, k, k, F]`."""
+    start = self.radius - kernel_size // 2
+    return jax.lax.dynamic_slice(
+        padded, (0, row + start, col + start, 0),
+        (padded.shape[0], kernel_size, kernel_size, padded.shape[3]))
+
+  def _write(self, padded, row, col, value):
+    """The padded map with pixel (row, col) set to `value [B, F]`."""
+    r = self.radius
+    return jax.lax.dynamic_update_slice(padded, value[:, None, None], (0, row + r, col + r, 0))
+
+  def step(self, cache, t):
+    width = self.event_shape[1]
+    pixel = self.ordering[t]  # C = 1: the dimension is the pixel
+    row, col = pixel // width, pixel % width
+    first_masks, masks = self._current_masks()
+    window = self._window(cache["inputs"], row, col, self.first_conv.kernel_size)
+    h = self.first_conv.at(window, first_masks[row, col])  # [B, F]
+    if "context" in cache:
+      h = h + self._context_term(cache["context"])
+    maps = list(cache["maps"])
+    for layer, conv in enumerate(self.convs):
+      maps[layer] = self._write(maps[layer], row, col, self._activate(h))
+      h = h + conv.at(self._window(maps[layer], row, col, conv.kernel_size), masks[row, col])
+    return self._output(h), {**cache, "maps": maps}
+
+  def observe(self, cache, t, value):
+    width = self.event_shape[1]
+    pixel = self.ordering[t]
+    return {**cache, "inputs": self._write(cache["inputs"], pixel // width, pixel % width,
+                                           self._inputs(value))}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LMConvConfig:
+  """Builds an LMConv; the fields are the constructor's options."""
+
+  num_features: int = 64  # F, the width of every masked convolution
+  num_layers: int = 4  # L residual k × k layers after the first
+  kernel_size: int = 3  # k of the residual layers (odd)
+  first_kernel_size: int = 5  # k_0 of the first, strictly masked layer (odd)
+  num_output_features: int | None = None  # width of the 1 × 1 output layer (default F)
+  num_orderings: int = 8  # K orderings of PIXEL_ORDERINGS trained (and ensembled) by one network
+  activation: str = "elu"  # "elu", "relu" or "tanh"
+  head: heads_lib.Head = heads_lib.Bernoulli()  # output distribution of one pixel
+  context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def build(self, event_shape, *, rngs: nnx.Rngs) -> LMConv:
+    return LMConv(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
