@@ -1,6 +1,7 @@
 """Command line: `python -m arjax {train,eval,sample,curves,score,ood,probe,inpaint,classify} ...`.
 
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
+  python -m arjax sweep EXPERIMENT:SWEEP --root DIR [--index I --count N] [--report] [field.path=value ...]
   python -m arjax eval DIR [--split test] [--num-masks N]        N orderings: deep order-agnostic NADE
   python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png] [--label K]
   python -m arjax curves DIR [--out FILE.png]                    train/valid NLL per epoch as a PNG
@@ -37,6 +38,17 @@ def _train(args):
   spec, config = config_lib.load_experiment(args.experiment)
   config = config_lib.apply_overrides(config, args.overrides)
   train.train_and_evaluate(config, args.workdir, experiment=spec, overrides=tuple(args.overrides))
+
+
+def _sweep(args):
+  from arjax import sweeps
+
+  if args.report:
+    summary = sweeps.report(args.sweep, args.root)
+    print(pathlib.Path(summary["files"]["md"]).read_text(), end="")
+    return
+  sweeps.run_sweep(args.sweep, args.root, index=args.index, count=args.count,
+                   extra_overrides=tuple(args.overrides))
 
 
 def _eval(args):
@@ -261,6 +273,17 @@ def main(argv=None):
   train_parser.set_defaults(overrides=[])
   train_parser.set_defaults(run=_train)
 
+  sweep = commands.add_parser("sweep", help="train the points of a sweep declared in an experiment "
+                                            "file (SWEEPS), one workdir each; --report gathers them")
+  sweep.add_argument("sweep", help="EXPERIMENT:SWEEP, e.g. nade_binarized_mnist:hidden")
+  sweep.add_argument("--root", required=True, type=pathlib.Path, help="one workdir per point under it")
+  sweep.add_argument("--index", type=int, default=0, help="run every --count-th point from this one")
+  sweep.add_argument("--count", type=int, default=1, help="(e.g. $SLURM_ARRAY_TASK_ID / task count)")
+  sweep.add_argument("--report", action="store_true",
+                     help="gather finished points into ROOT/sweep_report.{csv,md,json}; trains nothing")
+  sweep.add_argument("overrides", nargs="*", help="config overrides applied to every point")
+  sweep.set_defaults(overrides=[], run=_sweep)
+
   for name, run, help_text in (("eval", _eval, "NLL of a trained checkpoint on a split"),
                                ("sample", _sample, "PNG grid of samples from a checkpoint")):
     sub = commands.add_parser(name, help=help_text)
@@ -326,7 +349,7 @@ def main(argv=None):
   # Overrides may come before or after --workdir, so collect the leftovers ourselves.
   args, extra = parser.parse_known_args(argv)
   if extra:
-    if args.command != "train" or any(item.startswith("-") or "=" not in item for item in extra):
+    if args.command not in ("train", "sweep") or any(item.startswith("-") or "=" not in item for item in extra):
       parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = list(args.overrides) + extra
   try:

@@ -10,11 +10,22 @@ early-stopped after epoch 99, 5.9 min on one H200
 validation over 0.95, which gave 89.45 valid / 88.64 test), batch 100, model
 chosen on validation NLL (early stopping, patience 25).
 Variants: "smoke" (tiny model, a few hundred examples; seconds on CPU).
+
+Sweeps: "hidden" (num_hidden 100, 250, 500), "smoke_hidden" (the smoke variant at 8 and 16):
+
+    ARJAX_DATA_DIR=../shared/data python -m arjax sweep nade_binarized_mnist:hidden --root runs/sweeps/nade_hidden
+    python -m arjax sweep nade_binarized_mnist:hidden --root runs/sweeps/nade_hidden --report
 """
 
 from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
 from arjax.data import DataConfig
 from arjax.models import NADEConfig
+from arjax.sweeps import Grid
+
+SWEEPS = {
+    "hidden": Grid({"model.num_hidden": [100, 250, 500]}),
+    "smoke_hidden": Grid({"model.num_hidden": [8, 16]}, variant="smoke"),
+}
 
 
 def get_config(variant: str = "") -> Config:
