@@ -36,7 +36,11 @@ def _train(args):
   from arjax import train
 
   spec, config = config_lib.load_experiment(args.experiment)
-  config = config_lib.apply_overrides(config, args.overrides)
+  overrides = list(args.overrides)
+  if args.data is not None:  # before the other overrides, so data.* ones still apply on top
+    overrides.insert(0, f"data.name={args.data}")
+  config = config_lib.apply_overrides(config, overrides)
+  args.overrides = overrides
   train.train_and_evaluate(config, args.workdir, experiment=spec, overrides=tuple(args.overrides))
 
 
@@ -49,6 +53,35 @@ def _sweep(args):
     return
   sweeps.run_sweep(args.sweep, args.root, index=args.index, count=args.count,
                    extra_overrides=tuple(args.overrides))
+
+
+def _show(args):
+  from arjax import config as config_lib
+
+  spec, config = config_lib.load_experiment(args.experiment)
+  config = config_lib.apply_overrides(config, args.overrides)
+  rows = config_lib.describe(config)
+  print(f"{spec}: every config field (type = value: comment); set one with field.path=value\n")
+  for path, kind, value, comment in rows:
+    if not value:  # a group of fields
+      print(f"{path} ({kind}){': ' + comment if comment else ''}")
+      continue
+    print(f"  {path}: {kind} = {value}")
+    if comment:
+      print(f"      {comment}")
+
+
+def _experiments_epilog() -> str:
+  from arjax import config as config_lib
+
+  lines = ["experiments (python -m arjax show EXPERIMENT lists its config fields):"]
+  for name, summary in config_lib.list_experiments():
+    lines.append(f"  {name:32s} {summary}")
+  return "\n".join(lines)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  """Shows every option's default, and keeps the line breaks of descriptions and epilogs."""
 
 
 def _eval(args):
@@ -266,9 +299,15 @@ def main(argv=None):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="command", required=True)
 
-  train_parser = commands.add_parser("train", help="train an experiment (resumes if DIR has a checkpoint)")
+  train_parser = commands.add_parser(
+      "train", help="train an experiment (resumes if DIR has a checkpoint)", formatter_class=_HelpFormatter,
+      description="Train an experiment; running again on the same --workdir resumes it.",
+      epilog=_experiments_epilog())
   train_parser.add_argument("experiment", help="NAME[:VARIANT] from experiments/, or a path to a .py file")
   train_parser.add_argument("--workdir", required=True, type=pathlib.Path)
+  train_parser.add_argument("--data", default=None, metavar="PATH",
+                            help="train on this .npz (or dataset name) instead of the experiment's "
+                                 "data: the same as data.name=PATH")
   train_parser.add_argument("overrides", nargs="*", help="config overrides, field.path=value")
   train_parser.set_defaults(overrides=[])
   train_parser.set_defaults(run=_train)
@@ -284,9 +323,15 @@ def main(argv=None):
   sweep.add_argument("overrides", nargs="*", help="config overrides applied to every point")
   sweep.set_defaults(overrides=[], run=_sweep)
 
+  show = commands.add_parser("show", help="list an experiment's config fields: type, value, comment",
+                              formatter_class=_HelpFormatter, epilog=_experiments_epilog())
+  show.add_argument("experiment", help="NAME[:VARIANT] from experiments/, or a path to a .py file")
+  show.add_argument("overrides", nargs="*", help="config overrides, field.path=value, shown applied")
+  show.set_defaults(run=_show)
+
   for name, run, help_text in (("eval", _eval, "NLL of a trained checkpoint on a split"),
                                ("sample", _sample, "PNG grid of samples from a checkpoint")):
-    sub = commands.add_parser(name, help=help_text)
+    sub = commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
     sub.add_argument("workdir", type=pathlib.Path)
     sub.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     sub.set_defaults(run=run)
@@ -303,13 +348,14 @@ def main(argv=None):
       sub.add_argument("--label", type=int, default=None,
                        help="class-conditional models: samples of this class only (default: one row per class)")
 
-  curves = commands.add_parser("curves", help="PNG of train and valid NLL per epoch (from metrics.jsonl)")
+  curves = commands.add_parser("curves", help="PNG of train and valid NLL per epoch (from metrics.jsonl)",
+                               formatter_class=_HelpFormatter)
   curves.add_argument("workdir", type=pathlib.Path)
   curves.add_argument("--out", default=None, help="PNG (default WORKDIR/training_curves.png)")
   curves.set_defaults(run=_curves)
 
   def use_parser(name, run, help_text):
-    sub = commands.add_parser(name, help=help_text)
+    sub = commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
     sub.add_argument("workdir", type=pathlib.Path)
     sub.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     sub.set_defaults(run=run)

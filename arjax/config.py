@@ -18,6 +18,7 @@ from typing import Literal
 
 from arjax import heads as heads_lib
 from arjax import models as models_lib
+from arjax import validation
 from arjax.data import DataConfig
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
@@ -32,17 +33,40 @@ class OptimConfig:
   weight_decay: float = 0.0  # decoupled (AdamW) weight decay
   l2: float = 0.0  # coupled L2 penalty: λ·w added to the gradient before Adam (classic regularization)
   l1: float = 0.0  # coupled L1 penalty: λ·sign(w) added to the gradient before Adam (sparse weights)
+  # A Gaussian prior of this precision λ on the weights: (λ / N_train)·w added to the gradient of
+  # the mean NLL, i.e. λ/2·|w|² on the summed NLL; strong on a few hundred rows, faint on 50,000.
+  prior_l2: float = 0.0
   grad_clip_norm: float | None = None  # clip the global gradient norm
   # Polyak averaging: an exponential moving average of the parameters with this decay per step
   # (0 = off); validation, the `best` checkpoint and the test NLL then use the average.
   ema_decay: float = 0.0
+
+  def __post_init__(self):
+    validation.check_fields(self, OPTIM_RULES)
+
+
+OPTIM_RULES = {
+    "learning_rate": validation.real(minimum=0, above=True),  # > 0: a negative one climbs the loss
+    "schedule": validation.one_of("constant", "cosine", "exponential"),
+    "decay_rate": validation.real(minimum=0, maximum=1, above=True),
+    "warmup_epochs": validation.real(minimum=0),
+    "weight_decay": validation.real(minimum=0),
+    "l2": validation.real(minimum=0),
+    "l1": validation.real(minimum=0),
+    "prior_l2": validation.real(minimum=0),
+    "grad_clip_norm": validation.optional(validation.real(minimum=0, above=True)),
+    "ema_decay": validation.real(minimum=0, maximum=1, below=True),
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
   batch_size: int = 128  # examples per Adam step
   num_epochs: int = 100  # upper bound; early stopping usually ends first
-  patience: int | None = 10  # stop after this many epochs without a better valid NLL
+  # The run's length in Adam steps; when set it replaces num_epochs (⌈num_steps / steps per
+  # epoch⌉ epochs), so a cosine schedule spans the same number of steps on any data size.
+  num_steps: int | None = None
+  patience: int | None = 10  # stop after this many validations without a better valid NLL
   eval_batch_size: int = 1000  # examples per likelihood evaluation call
   # Matrix products of the per-epoch validation: "highest" (full float32, the same on every
   # device) or "default" (the device's: TF32 on recent NVIDIA GPUs, bf16 passes on TPUs; faster
@@ -57,8 +81,51 @@ class TrainConfig:
   # the risk of redoing up to that many epochs after a crash.
   checkpoint_every: int = 1
   log_every: int = 50  # steps between progress-bar updates and NaN checks
+  # Validate (and then save checkpoints, metrics, samples) only after the epoch that completes
+  # this many steps since the last validation (None: every epoch, unless eval_every_seconds is
+  # set). For small data, whose epochs are a few steps, so that training is not mostly checks.
+  eval_every_steps: int | None = None
+  eval_every_seconds: float | None = None  # likewise after this many seconds since the last validation
   max_train_minutes: float | None = None  # wall-clock budget of one invocation: stop after the epoch that passes it, then test
   init_from: str | None = None  # warm start: a training workdir whose best parameters start this run (fresh optimizer)
+  # Data parallel (arjax.sharding): every step's and evaluation's batch is split over this many
+  # devices (None: every visible device, of every process); batch_size and eval_batch_size must
+  # divide by it. One device trains exactly as without sharding.
+  num_devices: int | None = None
+  # Split each array of the train state over the devices along its largest divisible axis
+  # (FSDP-style, for wide models) instead of copying it to every device.
+  shard_params: bool = False
+  # Where the training set lives: "device" (one array in device memory, batches gathered there),
+  # "stream" (host memory or disk, batches streamed by Grain), "auto" ("stream" above
+  # stream_above_mb). Both give the same batches for the same seed.
+  input_pipeline: Literal["auto", "device", "stream"] = "auto"
+  stream_above_mb: float = 2048.0  # "auto": stream a training set larger than this (MB as stored)
+
+  def __post_init__(self):
+    validation.check_fields(self, TRAIN_RULES)
+
+
+TRAIN_RULES = {
+    "batch_size": validation.integer(minimum=1),
+    "num_epochs": validation.integer(minimum=1),
+    "num_steps": validation.optional(validation.integer(minimum=1)),
+    "patience": validation.optional(validation.integer(minimum=1)),
+    "eval_batch_size": validation.integer(minimum=1),
+    "valid_precision": validation.one_of("highest", "default"),
+    "seed": validation.integer(),
+    "num_samples": validation.integer(minimum=0),  # 0: no sample grids
+    "samples_every": validation.integer(minimum=1),
+    "checkpoint_every": validation.integer(minimum=1),
+    "log_every": validation.integer(minimum=1),
+    "eval_every_steps": validation.optional(validation.integer(minimum=1)),
+    "eval_every_seconds": validation.optional(validation.real(minimum=0, above=True)),
+    "max_train_minutes": validation.optional(validation.real(minimum=0, above=True)),
+    "init_from": validation.optional(validation.instance(str, "a workdir path (str)")),
+    "num_devices": validation.optional(validation.integer(minimum=1)),
+    "shard_params": validation.instance(bool, "True or False"),
+    "input_pipeline": validation.one_of("auto", "device", "stream"),
+    "stream_above_mb": validation.real(minimum=0),
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,7 +162,8 @@ def _parse_value(text: str, current, field_type, where: str):
     value = tuple(value)
   if current is not None and value is not None and not isinstance(value, type(current)) and not (
       isinstance(current, (str, tuple)) and isinstance(value, (str, tuple))):
-    raise ValueError(f"{where} expects a {type(current).__name__}; got {text!r}")
+    kind = type(current).__name__
+    raise ValueError(f"{where} expects {'an' if kind[0] in 'aeiou' else 'a'} {kind}; got {text!r}")
   return value
 
 
@@ -117,21 +185,30 @@ def _field_types(obj) -> dict[str, typing.Any]:
   return {f.name: hints.get(f.name) for f in dataclasses.fields(obj)}
 
 
-def apply_override(config, path: str, text: str):
-  """Returns `config` with the dotted field `path` set from the string `text`."""
+def apply_override(config, path: str, text: str, *, _full_path: str | None = None):
+  """Returns `config` with the dotted field `path` set from the string `text`.
+
+  A value its field refuses raises ValueError naming the whole dotted path
+  (`train.batch_size expects an int >= 1; got 0`).
+  """
+  full_path = _full_path or path
   name, _, rest = path.partition(".")
   fields = _field_types(config)
   if name not in fields:
     raise ValueError(
-        f"Unknown config field {path!r} in {type(config).__name__}; known fields: {sorted(fields)}")
+        f"Unknown config field {full_path!r} in {type(config).__name__}; known fields: {sorted(fields)}")
   current = getattr(config, name)
   if rest:
     if not dataclasses.is_dataclass(current):
-      raise ValueError(f"{name} is not a group of fields; cannot set {path!r}")
-    return dataclasses.replace(config, **{name: apply_override(current, rest, text)})
+      raise ValueError(f"{name} is not a group of fields; cannot set {full_path!r}")
+    return dataclasses.replace(config, **{name: apply_override(current, rest, text, _full_path=full_path)})
   if name == "model" and isinstance(config, Config):  # `model=fvsbn` switches family
     return dataclasses.replace(config, model=models_lib.get_model_config(text))
-  return dataclasses.replace(config, **{name: _parse_value(text, current, fields[name], path)})
+  value = _parse_value(text, current, fields[name], full_path)
+  try:
+    return dataclasses.replace(config, **{name: value})
+  except validation.FieldError as error:  # raised as `Class.field`; say the path that was set
+    raise error.renamed(full_path) from None
 
 
 def apply_overrides(config, overrides: list[str]):
@@ -210,3 +287,65 @@ def to_dict(obj):
   if isinstance(obj, types.MappingProxyType | dict):
     return {k: to_dict(v) for k, v in obj.items()}
   return obj
+
+
+# ------------------------------------------------------------ self-help ---
+
+
+def list_experiments() -> list[tuple[str, str]]:
+  """(name, first paragraph of its docstring) of every experiment file in `experiments/`, read
+  without running the file."""
+  found = []
+  for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
+    if path.stem.startswith("_"):
+      continue
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    found.append((path.stem, " ".join(docstring.strip().split("\n\n")[0].split())))
+  return found
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+  """{field: its comment} for the dataclass `cls`, from its source: the comment at the end of
+  the field's line, else the comment lines right above it (the house style puts one per field)."""
+  import inspect
+  import io
+  import tokenize
+
+  try:
+    source = inspect.getsource(cls)
+  except (OSError, TypeError):
+    return {}
+  source = inspect.cleandoc("\n" + source) if source.startswith((" ", "\t")) else source
+  comments = {token.start[0]: token.string.lstrip("#").strip()
+              for token in tokenize.generate_tokens(io.StringIO(source).readline)
+              if token.type == tokenize.COMMENT}
+  found = {}
+  for node in ast.parse(source).body[0].body:
+    if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+      continue
+    trailing = [comments[line] for line in range(node.lineno, node.end_lineno + 1) if line in comments]
+    above, line = [], node.lineno - 1
+    while line in comments and source.splitlines()[line - 1].lstrip().startswith("#"):
+      above.insert(0, comments[line])
+      line -= 1
+    found[node.target.id] = " ".join(trailing or above)
+  return found
+
+
+def describe(config, prefix: str = "") -> list[tuple[str, str, str, str]]:
+  """(dotted field, type, value, comment) of every field of `config`, nested groups flattened,
+  e.g. ("optim.learning_rate", "float", "0.001", "peak Adam learning rate")."""
+  rows = []
+  hints = typing.get_type_hints(type(config))
+  comments = _field_comments(type(config))
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    path = f"{prefix}{field.name}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, heads_lib.Head):
+      rows.append((path, type(value).__name__, "", comments.get(field.name, "")))
+      rows += describe(value, prefix=f"{path}.")
+      continue
+    kind = hints.get(field.name, typing.Any)
+    kind = getattr(kind, "__name__", None) if isinstance(kind, type) else str(kind).replace("typing.", "")
+    rows.append((path, kind, repr(value), comments.get(field.name, "")))
+  return rows

@@ -40,7 +40,9 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
+import sys
 import time
 from typing import Any, Callable
 
@@ -58,16 +60,30 @@ from arjax import evaluation
 from arjax import experiment as experiment_lib
 from arjax import likelihood
 from arjax import run_info
+from arjax import sharding
 
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class _NoSummaries:
+  """The TensorBoard writer of a process that writes no files (not process 0)."""
+
+  def add_scalar(self, *args, **kwargs):
+    pass
+
+  def close(self):
+    pass
+
+
 # -------------------------------------------------------------- optimizer ---
 
 
-def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epochs: int):
+def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epochs: int, *,
+                   num_train: int | None = None):
+  """(optax transformation, learning-rate schedule) for a run of `num_epochs` epochs of
+  `steps_per_epoch` steps on `num_train` examples (needed when `config.prior_l2` > 0)."""
   total_steps = steps_per_epoch * num_epochs
   warmup_steps = int(config.warmup_epochs * steps_per_epoch)
   if config.schedule == "constant":
@@ -83,6 +99,10 @@ def make_optimizer(config: config_lib.OptimConfig, steps_per_epoch: int, num_epo
   chain = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
   if config.l2:
     chain.append(optax.add_decayed_weights(config.l2))
+  if config.prior_l2:
+    if not num_train:
+      raise ValueError("optim.prior_l2 needs the number of training examples (num_train)")
+    chain.append(optax.add_decayed_weights(config.prior_l2 / num_train))
   if config.l1:  # the subgradient of λ·Σ|w|
     chain.append(optax.stateless(
         lambda updates, params: jax.tree.map(lambda u, w: u + config.l1 * jnp.sign(w), updates, params)))
@@ -112,11 +132,14 @@ def _ema_decay(decay: float, step):
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay=0.0):
+def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay=0.0, *,
+                     out_shardings=None):
   def loss_fn(params, x, context, mask_key):
     return jnp.mean(training_nll(nnx.merge(graphdef, params, rest), x, mask_key, context=context))
 
-  @functools.partial(jax.jit, donate_argnums=0)
+  # Sharded runs pin the new state to the layout of the old (arjax.sharding), so the donated
+  # buffers are reused and the second step does not compile again for another layout.
+  @functools.partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
   def train_step(state, train_data, indices, key, train_context=None):
     """One Adam step on the examples `indices [B]` of `train_data [N, D]` (and their rows of
     `train_context [N, C]`, a conditional model's contexts)."""
@@ -142,7 +165,15 @@ def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay
 
 # Fields a resumed run may change: how long to train, not what is trained.
 _RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "samples_every",
-                     "checkpoint_every", "valid_precision", "max_train_minutes")
+                     "checkpoint_every", "valid_precision", "max_train_minutes", "eval_every_steps",
+                     "eval_every_seconds")
+
+
+def run_epochs(train_config: config_lib.TrainConfig, steps_per_epoch: int) -> int:
+  """Epochs of the run: `num_epochs`, or enough epochs for `num_steps` steps when that is set."""
+  if train_config.num_steps is None:
+    return train_config.num_epochs
+  return -(-train_config.num_steps // steps_per_epoch)
 
 
 def _resumable_view(config_dict: dict) -> dict:
@@ -169,6 +200,7 @@ class _Run:
   loop: dict = dataclasses.field(default_factory=lambda: {
       "epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0, "train_seconds": 0.0})
   earlier_wall_seconds: float = 0.0  # of earlier invocations, up to their last saved epoch
+  placement: sharding.Placement | None = None  # the devices the batches are split over
 
   def model(self, which: str | None = None):
     return nnx.merge(self.graphdef, self.state[which or self.evaluated], self.rest)
@@ -204,16 +236,26 @@ def _prepare(config: config_lib.Config, workdir: pathlib.Path, start_time: float
 
   num_train = len(dataset.splits["train"])
   steps_per_epoch = num_train // min(train_config.batch_size, num_train)
-  tx, schedule = make_optimizer(config.optim, steps_per_epoch, train_config.num_epochs)
+  tx, schedule = make_optimizer(config.optim, steps_per_epoch, run_epochs(train_config, steps_per_epoch),
+                                num_train=num_train)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   if ema_decay:
     state["ema"] = jax.tree.map(jnp.copy, params)  # its own buffers: the step donates both
+  placement = sharding.Placement.create(num_devices=train_config.num_devices,
+                                        shard_params=train_config.shard_params)
+  placement.check_divisible(min(train_config.batch_size, num_train), "train.batch_size")
+  out_shardings = None
+  if not placement.trivial:
+    state, rest = placement.put_state(state), placement.put_replicated(rest)
+    out_shardings = (placement.state_shardings(state), placement.sharding())
   return _Run(config=config, workdir=workdir, dataset=dataset, contexts=contexts, graphdef=graphdef,
               rest=rest, state=state, schedule=schedule,
-              train_step=_make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay),
+              train_step=_make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay,
+                                          out_shardings=out_shardings),
               evaluated="ema" if ema_decay else "params",
-              num_params=int(sum(p.size for p in jax.tree.leaves(params))), start_time=start_time)
+              num_params=int(sum(p.size for p in jax.tree.leaves(params))), start_time=start_time,
+              placement=placement)
 
 
 def _check_same_experiment(workdir: pathlib.Path, saved_config: dict) -> None:
@@ -233,7 +275,8 @@ def _check_same_experiment(workdir: pathlib.Path, saved_config: dict) -> None:
 def _start(run: _Run, saved_config: dict) -> None:
   """Writes config.json, then resumes from `latest` or warm-starts from `train.init_from`."""
   run.workdir.mkdir(parents=True, exist_ok=True)
-  run_info.write_json(run.workdir / "config.json", saved_config)
+  if sharding.is_writer():
+    run_info.write_json(run.workdir / "config.json", saved_config)
   if (previous := checkpoints.manager(run.workdir, "latest")).latest_step() is not None:
     run.loop, restored = checkpoints.restore(previous, params=run.state["params"],
                                              optimizer=checkpoints.optimizer_items(run.state))
@@ -263,8 +306,10 @@ def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_
   """Runs the steps of one epoch over `batches [S, B]` of indices; returns the mean training loss."""
   log_every = run.config.train.log_every
   losses = []
-  progress = tqdm.tqdm(range(len(batches)), desc=f"epoch {epoch}", leave=False,
-                       dynamic_ncols=True, mininterval=2.0)
+  # A bar only on a terminal: in a log file its carriage returns would leave fragments on every
+  # line; there the one line per validation that `_train_epochs` prints is the log.
+  progress = tqdm.tqdm(range(len(batches)), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+                       mininterval=2.0, disable=not sys.stderr.isatty())
   for i in progress:
     run.state, loss = run.train_step(run.state, train_data, batches[i], step_key, train_context)
     losses.append(loss)
@@ -280,12 +325,23 @@ def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_
   return float(jnp.mean(jnp.stack(losses)))
 
 
+def _validation_due(train_config: config_lib.TrainConfig, since_validation: dict) -> bool:
+  """Whether the epoch just run ends with a validation: every epoch by default, or once
+  `train.eval_every_steps` steps or `train.eval_every_seconds` seconds have passed since the last."""
+  every_steps, every_seconds = train_config.eval_every_steps, train_config.eval_every_seconds
+  if every_steps is None and every_seconds is None:
+    return True
+  return ((every_steps is not None and since_validation["steps"] >= every_steps) or
+          (every_seconds is not None and time.time() - since_validation["time"] >= every_seconds))
+
+
 def _train_epochs(run: _Run, sample_key) -> dict:
   """The epochs: steps, validation, `best`/`latest` checkpoints, metrics and sample grids, until
   `train.num_epochs`, early stopping or the time budget. Returns how training stopped."""
   train_config, loop, workdir = run.config.train, run.loop, run.workdir
-  train_data = jnp.asarray(run.dataset.splits["train"])
-  train_context = None if run.contexts["train"] is None else jnp.asarray(run.contexts["train"])
+  placement = run.placement
+  train_data = placement.put_replicated(run.dataset.splits["train"])
+  train_context = None if run.contexts["train"] is None else placement.put_replicated(run.contexts["train"])
   num_train = len(train_data)
   batch_size = min(train_config.batch_size, num_train)
   steps_per_epoch = num_train // batch_size
@@ -294,26 +350,44 @@ def _train_epochs(run: _Run, sample_key) -> dict:
   # Saves write in the background (a step is committed atomically; the next save waits).
   latest = checkpoints.manager(workdir, "latest", background=True)
   best = checkpoints.manager(workdir, "best", background=True)
-  metrics_file = _open_metrics(run)
   from tensorboardX import SummaryWriter
-  writer = SummaryWriter(str(workdir / "tb"))
+  if sharding.is_writer():
+    metrics_file, writer = _open_metrics(run), SummaryWriter(str(workdir / "tb"))
+  else:  # the other processes of a multi-process run compute the same figures and write none
+    metrics_file, writer = open(os.devnull, "w"), _NoSummaries()
 
   # A resumed run that had already stopped early is only evaluated again, not trained further.
   stopped = {"stopped_early": run.patience_spent(), "stopped_for_time": False}
-  last_epoch = loop["epoch"] if stopped["stopped_early"] else train_config.num_epochs
+  last_epoch = loop["epoch"] if stopped["stopped_early"] else run_epochs(train_config, steps_per_epoch)
   saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
+  valid_label = "valid objective" if run.model().has_training_objective else "valid"
+  since_validation = {"steps": 0, "time": time.time(), "train_nll": [], "seconds": 0.0}
   try:
     for epoch in range(loop["epoch"] + 1, last_epoch + 1):
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
       batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+      if not placement.trivial:  # each step's indices split over the devices
+        batches = placement.put_batch(np.asarray(batches), axis=1)  # [S, B], B split
       train_nll = _train_one_epoch(run, epoch, batches, step_key, train_data, train_context, saved_epoch)
       loop["train_seconds"] += time.time() - epoch_start
+      since_validation["steps"] += steps_per_epoch
+      since_validation["train_nll"].append(train_nll)
+      since_validation["seconds"] += time.time() - epoch_start
+      out_of_time = (train_config.max_train_minutes is not None
+                     and time.time() - run.start_time > 60 * train_config.max_train_minutes)
+      if not (_validation_due(train_config, since_validation) or epoch == last_epoch or out_of_time):
+        continue
+      validation_start = time.time()
+      train_nll = float(np.mean(since_validation["train_nll"]))  # over the epochs since the last one
+      epochs_seconds = since_validation["seconds"]
+      since_validation.update(steps=0, time=time.time(), train_nll=[], seconds=0.0)
 
       model = run.model()
       valid_nll = -float(np.mean(evaluation.validation_log_prob(
           model, run.dataset.splits["valid"], context=run.contexts["valid"],
-          batch_size=train_config.eval_batch_size, precision=train_config.valid_precision)))
+          batch_size=train_config.eval_batch_size, precision=train_config.valid_precision,
+          placement=run.placement)))
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
                                  f"the checkpoint of epoch {saved_epoch} is kept.")
@@ -325,9 +399,7 @@ def _train_epochs(run: _Run, sample_key) -> dict:
         checkpoints.save(best, epoch, {"epoch": epoch, "valid_nll": valid_nll},
                          params=run.state[run.evaluated])
       stopped["stopped_early"] = run.patience_spent()
-      stopped["stopped_for_time"] = (
-          not stopped["stopped_early"] and train_config.max_train_minutes is not None
-          and time.time() - run.start_time > 60 * train_config.max_train_minutes)
+      stopped["stopped_for_time"] = not stopped["stopped_early"] and out_of_time
       if epoch % train_config.checkpoint_every == 0 or epoch == last_epoch or any(stopped.values()):
         checkpoints.save(latest, epoch, loop, params=run.state["params"],
                          optimizer=checkpoints.optimizer_items(run.state))
@@ -336,7 +408,11 @@ def _train_epochs(run: _Run, sample_key) -> dict:
       record = {"epoch": epoch, "step": int(run.state["step"]), "train_nll": train_nll,
                 "valid_nll": valid_nll, "best_valid_nll": loop["best_valid_nll"],
                 "learning_rate": float(run.schedule(int(run.state["step"]))),
-                "epoch_seconds": time.time() - epoch_start}
+                "epoch_seconds": time.time() - epoch_start,
+                "train_seconds_since_last": epochs_seconds,
+                "validation_seconds": time.time() - validation_start}
+      if model.has_training_objective:
+        record["valid_metric"] = "training objective (an upper bound estimate), fixed key per batch"
       metrics_file.write(json.dumps(record) + "\n")
       metrics_file.flush()
       for name in ("train_nll", "valid_nll", "learning_rate"):
@@ -344,11 +420,11 @@ def _train_epochs(run: _Run, sample_key) -> dict:
       if epoch % train_config.samples_every == 0:
         evaluation.save_samples(model, run.dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
                                 sample_key, train_config.num_samples)
-      print(f"epoch {epoch}: train {train_nll:.3f}  valid {valid_nll:.3f}  "
-            f"(best {loop['best_valid_nll']:.3f} @ {loop['best_epoch']})  {record['epoch_seconds']:.1f}s",
+      print(f"epoch {epoch} (step {record['step']}): train {train_nll:.3f}  {valid_label} {valid_nll:.3f}  "
+            f"(best {loop['best_valid_nll']:.3f} @ epoch {loop['best_epoch']})  {epochs_seconds:.1f}s",
             flush=True)
       if stopped["stopped_early"]:
-        print(f"Early stopping: no better validation NLL for {train_config.patience} epochs", flush=True)
+        print(f"Early stopping: no better validation NLL for {train_config.patience} validations", flush=True)
         break
       if stopped["stopped_for_time"]:
         print(f"Stopping: the time budget of {train_config.max_train_minutes} min is spent", flush=True)
@@ -370,12 +446,13 @@ def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides:
                                             params=run.state["params"])
   model = nnx.merge(run.graphdef, restored["params"], run.rest)
   test_log_prob = evaluation.dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
-                                              batch_size=eval_batch_size)
+                                              batch_size=eval_batch_size, placement=run.placement)
   test_nll = -float(np.mean(test_log_prob))
   extra = {}
   if model.num_masks > 1:  # the ensemble above; one draw of the masks (ordering) alone:
     single = evaluation.dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
-                                         batch_size=eval_batch_size, ensemble=False)
+                                         batch_size=eval_batch_size, ensemble=False,
+                                         placement=run.placement)
     extra["test_nll_single_mask_nats"] = -float(np.mean(single))
   if model.has_training_objective:
     extra["valid_metric"] = "training objective (an upper bound estimate), fixed key per batch"
@@ -407,7 +484,8 @@ def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides:
   if config.data.dequantize == "logit":  # the NLL above is in logit space; this is per 8-bit pixel
     results["test_bits_per_pixel_8bit"] = float(np.mean(data_lib.logit_space_to_pixel_bits_per_dim(
         test_log_prob, dataset.splits["test"], logit_lambda=config.data.logit_lambda)))
-  run_info.write_json(run.workdir / "results.json", results)
+  if sharding.is_writer():
+    run_info.write_json(run.workdir / "results.json", results)
   evaluation.save_samples(model, dataset, run.workdir / "samples" / "best.png", sample_key,
                           config.train.num_samples)
   print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "
