@@ -44,11 +44,12 @@ import os
 import pathlib
 import socket
 import struct
+import zipfile
 from typing import Literal
 
 import numpy as np
 
-from arjax import toy
+from arjax import toy, validation
 
 DATA_DIR_ENV = "ARJAX_DATA_DIR"
 SPLITS = ("train", "valid", "test")
@@ -74,6 +75,28 @@ class DataConfig:
   # Ren et al. (2019) background models: each training value is replaced, with this probability,
   # by a uniform draw from the data's levels (fresh every step; valid/test untouched).
   perturb: float = 0.0
+  # "flat": every example a vector [D] (the flat families); "image": [H, W, C] (PixelCNN and the other
+  # image families), event_shape = image_shape.
+  layout: Literal["flat", "image"] = "flat"
+
+  def __post_init__(self):
+    validation.check_fields(self, DATA_RULES)
+
+
+DATA_RULES = {
+    "name": validation.instance((str, os.PathLike), "a dataset name or an .npz path (str)"),
+    "source": validation.one_of("auto", "local", "tfds"),
+    "data_dir": validation.optional(validation.instance((str, os.PathLike), "a folder (str)")),
+    "binarize": validation.one_of("none", "static", "dynamic"),
+    "binarize_seed": validation.integer(),
+    "dequantize": validation.one_of("none", "logit"),
+    "logit_lambda": validation.real(minimum=0, maximum=0.5, above=True, below=True),
+    "max_train_examples": validation.optional(validation.integer(minimum=1)),
+    "max_eval_examples": validation.optional(validation.integer(minimum=1)),
+    "context": validation.one_of("none", "label"),
+    "perturb": validation.real(minimum=0, maximum=1, below=True),  # 0: off
+    "layout": validation.one_of("flat", "image"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +157,12 @@ def _load_idx_folder(folder: pathlib.Path):
   if train_images is None or test_images is None:
     raise DatasetNotFoundError(f"{folder} lacks train-images-idx3-ubyte(.gz) / t10k-images-idx3-ubyte(.gz)")
   train_labels, test_labels = find("train-labels-idx1-ubyte"), find("t10k-labels-idx1-ubyte")
-  splits, labels = _split_off_valid(
-      _read_idx(train_images), None if train_labels is None else _read_idx(train_labels))
-  splits["test"] = _read_idx(test_images)
-  labels["test"] = None if test_labels is None else _read_idx(test_labels)
+  read = {"train": _read_idx(train_images), "test": _read_idx(test_images)}
+  read_labels = {"train": None if train_labels is None else _read_idx(train_labels),
+                 "test": None if test_labels is None else _read_idx(test_labels)}
+  check_splits(str(folder), read, read_labels)
+  splits, labels = _split_off_valid(read["train"], read_labels["train"])
+  splits["test"], labels["test"] = read["test"], read_labels["test"]
   return splits, labels
 
 
@@ -148,7 +173,34 @@ _NPZ_LAYOUTS = (
 )
 
 
+def check_splits(source: str, splits: dict, labels: dict | None = None) -> None:
+  """Raises ValueError, naming `source` (a file or dataset) and the split, unless every split is an
+  array `[N, ...]` of examples with N > 0, all splits have the same example shape, and labels
+  (where given) hold one entry per example."""
+  shapes = {}
+  for split, array in splits.items():
+    shape = np.shape(array)
+    if len(shape) < 2:
+      raise ValueError(f"{source}: split {split!r} has shape {shape}; expected an array [N, ...] of N "
+                       "examples (e.g. [N, 784] or [N, 28, 28]), one row per example")
+    if shape[0] == 0:
+      raise ValueError(f"{source}: split {split!r} is empty (shape {shape}); every split needs examples")
+    shapes[split] = shape[1:]
+  if len(set(shapes.values())) > 1:
+    raise ValueError(f"{source}: the splits' examples differ in shape "
+                     f"({', '.join(f'{s} {shape}' for s, shape in shapes.items())}); expected one "
+                     "example shape in every split")
+  for split, split_labels in (labels or {}).items():
+    if split_labels is not None and split in splits and len(split_labels) != len(splits[split]):
+      raise ValueError(f"{source}: split {split!r} has {len(splits[split])} examples but "
+                       f"{len(split_labels)} labels; expected one label per example")
+
+
 def _load_npz(path: pathlib.Path):
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{path} is not an .npz file (a zip archive of arrays, as np.savez writes); "
+                     f"expected arrays {[sorted(l.values()) for l in _NPZ_LAYOUTS][0]} or another "
+                     "layout of DataConfig's docstring")
   with np.load(path) as archive:
     keys = set(archive.files)
     for layout in _NPZ_LAYOUTS:
@@ -161,6 +213,7 @@ def _load_npz(path: pathlib.Path):
       raise ValueError(
           f"{path}: no known layout; expected arrays {[sorted(l.values()) for l in _NPZ_LAYOUTS]}, "
           f"found {sorted(keys)}")
+  check_splits(str(path), splits, labels)
   if "valid" not in splits:
     split_valid, split_labels = _split_off_valid(splits["train"], labels["train"])
     splits.update(split_valid)
@@ -358,6 +411,7 @@ def load_dataset(config: DataConfig) -> Dataset:
   for split in SPLITS:
     if split not in splits:
       raise ValueError(f"Dataset {config.name!r} has no {split!r} split")
+  check_splits(f"Dataset {config.name!r}", splits, labels)
   limits = {"train": config.max_train_examples, "valid": config.max_eval_examples,
             "test": config.max_eval_examples}
   for split, limit in limits.items():
@@ -367,8 +421,17 @@ def load_dataset(config: DataConfig) -> Dataset:
 
   example_shape = splits["train"].shape[1:]
   image_shape = _image_shape(example_shape)
-  for split in SPLITS:  # Flatten to vectors: the flat families take [B, D].
-    splits[split] = splits[split].reshape(len(splits[split]), int(np.prod(example_shape)))
+  if config.layout == "image":
+    if image_shape is None:
+      raise ValueError(f"data.layout='image' needs image examples ([H, W], [H, W, C] or a square number "
+                       f"of pixels); {config.name!r} has examples of shape {example_shape}. Use layout='flat'.")
+    event_shape = image_shape
+  elif config.layout == "flat":
+    event_shape = (int(np.prod(example_shape)),)
+  else:
+    raise ValueError(f"DataConfig.layout must be 'flat' or 'image'; got {config.layout!r}")
+  for split in SPLITS:  # [N, D] vectors for the flat families, [N, H, W, C] images for the others
+    splits[split] = splits[split].reshape(len(splits[split]), *event_shape)
     if np.issubdtype(splits[split].dtype, np.floating) and not np.all(np.isfinite(splits[split])):
       raise ValueError(f"Dataset {config.name!r}: split {split!r} contains NaN or infinite values")
 
@@ -420,7 +483,6 @@ def load_dataset(config: DataConfig) -> Dataset:
   elif config.context != "none":
     raise ValueError(f"DataConfig.context must be 'none' or 'label'; got {config.context!r}")
 
-  event_shape = (int(np.prod(example_shape)),)
   return Dataset(splits=splits, labels=labels, event_shape=event_shape,
                  image_shape=image_shape, num_levels=num_levels)
 

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arjax import validation
+
 __all__ = [
     "Head",
     "Bernoulli",
@@ -40,6 +42,20 @@ __all__ = [
 def is_concrete(x) -> bool:
   """False for tracers (inside jit/vmap/grad), where values cannot be checked."""
   return not isinstance(x, jax.core.Tracer)
+
+
+def _within_support(log_p: jax.Array, x: jax.Array, in_support: jax.Array) -> jax.Array:
+  """`log_p` where `x` lies in the support, −inf (probability zero) where it does not, NaN
+  where `x` is NaN. Under `jit` the host-side `validate` cannot run; this keeps a value
+  outside the support from giving a finite, wrong log-probability there."""
+  outside = jnp.where(jnp.isnan(x), jnp.nan, -jnp.inf) if jnp.issubdtype(x.dtype, jnp.floating) else -jnp.inf
+  return jnp.where(in_support, log_p, outside)
+
+
+def _is_integer_in(x: jax.Array, num_values: int) -> jax.Array:
+  """Elementwise: x is one of 0, 1, …, num_values − 1 (floats must be whole numbers)."""
+  whole = (x == jnp.round(x)) if jnp.issubdtype(x.dtype, jnp.floating) else True
+  return whole & (x >= 0) & (x < num_values)
 
 
 def _require_finite(name: str, x: np.ndarray) -> None:
@@ -95,7 +111,7 @@ class Head(abc.ABC):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Bernoulli(Head):
-  """x in {0, 1}; one logit. log p(x) = x·l − softplus(l)."""
+  """x in {0, 1}; one logit. log p(x) = x·l − softplus(l) (−inf for any other x)."""
 
   @property
   def num_params(self) -> int:
@@ -103,7 +119,8 @@ class Bernoulli(Head):
 
   def log_prob(self, params, x):
     logits = params[..., 0]
-    return x * logits - jax.nn.softplus(logits)
+    x = jnp.asarray(x)
+    return _within_support(x * logits - jax.nn.softplus(logits), x, (x == 0) | (x == 1))
 
   def sample(self, key, params, temperature=1.0):
     probs = jax.nn.sigmoid(params[..., 0] / temperature)
@@ -136,16 +153,18 @@ class Categorical(Head):
   value_dtype = jnp.int32
 
   def __post_init__(self):
-    if self.num_classes < 2:
-      raise ValueError(f"Categorical: num_classes must be >= 2, got {self.num_classes}")
+    validation.check_fields(self, {"num_classes": validation.integer(minimum=2)})
 
   @property
   def num_params(self) -> int:
     return self.num_classes
 
   def log_prob(self, params, x):
+    x = jnp.asarray(x)
+    in_support = _is_integer_in(x, self.num_classes)
+    index = jnp.where(in_support, x, 0).astype(jnp.int32)  # a valid index everywhere; masked below
     log_probs = jax.nn.log_softmax(params, axis=-1)
-    return jnp.take_along_axis(log_probs, x.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+    return _within_support(jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0], x, in_support)
 
   def sample(self, key, params, temperature=1.0):
     return jax.random.categorical(key, params / temperature, axis=-1).astype(self.value_dtype)
@@ -198,10 +217,13 @@ class _Mixture(Head):
   init_scale: float = 1.0  # initial scale of every component
 
   def __post_init__(self):
-    if self.num_components < 1:
-      raise ValueError(f"{type(self).__name__}: num_components must be >= 1")
-    if not self.min_scale > 0:
-      raise ValueError(f"{type(self).__name__}: min_scale must be > 0")
+    validation.check_fields(self, self._rules())
+
+  def _rules(self) -> dict[str, validation.Rule]:
+    return {"num_components": validation.integer(minimum=1),
+            "min_scale": validation.real(minimum=0, above=True),
+            "init_spread": validation.real(minimum=0),
+            "init_scale": validation.real(minimum=0, above=True)}
 
   @property
   def num_params(self) -> int:
@@ -300,6 +322,9 @@ class DiscretizedLogisticMixture(_Mixture):
   init_scale: float = 0.3
   value_dtype = jnp.int32
 
+  def _rules(self):
+    return {**super()._rules(), "num_bins": validation.integer(minimum=2)}
+
   def _to_unit(self, x):
     return 2.0 * x.astype(jnp.float32) / (self.num_bins - 1) - 1.0
 
@@ -332,6 +357,10 @@ class DiscretizedLogisticMixture(_Mixture):
 
   def _component_variance(self, scales):
     return scales**2 * math.pi**2 / 3
+
+  def log_prob(self, params, x):
+    x = jnp.asarray(x)
+    return _within_support(super().log_prob(params, x), x, _is_integer_in(x, self.num_bins))
 
   def sample(self, key, params, temperature=1.0):
     y = super().sample(key, params, temperature)

@@ -2,8 +2,11 @@
 
 These are pure functions of (model, x): they work under `nnx.jit`, inside
 `jax.jit` after `nnx.merge`, and under `jax.grad` of the model's parameters.
-Inputs are checked (shape always; support, NaN when `x` is concrete) so a
-mistake fails here with a message instead of giving a silently wrong number.
+The shape of `x` is always checked; its values (support, NaN) are checked when
+`x` is concrete, with a ValueError that says what is wrong. Traced values cannot
+be checked on the host: there a value outside the head's support gets
+log p = −inf (probability zero) and a NaN gives NaN (`heads`), never a finite
+number. A batch of size 0 gives empty results of the right shape.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ def check_input(model: AutoregressiveModel, x, *, name: str = "x") -> None:
     model.head.validate(x)
 
 
+def check_empty_context(model: AutoregressiveModel, context) -> None:
+  """For a batch of size 0: the context must still be what the model takes (`[0, C]` or None)."""
+  check_context = getattr(model, "_check_context", None)
+  if check_context is not None:
+    check_context(context, 0)
+
+
 def log_prob_per_dim(model: AutoregressiveModel, x: jax.Array, *,
                      context: jax.Array | None = None) -> jax.Array:
   """log p(x_d | x_<d) for every dimension: `[B, *event_shape]` nats."""
   check_input(model, x)
+  if np.shape(x)[0] == 0:  # the networks' reshapes cannot infer a size from zero elements
+    check_empty_context(model, context)
+    return jnp.zeros((0, *model.event_shape), jnp.float32)
   params = model.conditionals(x, context=context)  # [B, *event_shape, P]
   return model.head.log_prob(params, x)
 
@@ -43,8 +56,8 @@ def log_prob_per_dim(model: AutoregressiveModel, x: jax.Array, *,
 def log_prob(model: AutoregressiveModel, x: jax.Array, *,
              context: jax.Array | None = None) -> jax.Array:
   """log p(x) in nats, `[B]`."""
-  per_dim = log_prob_per_dim(model, x, context=context)
-  return per_dim.reshape(per_dim.shape[0], -1).sum(-1)
+  per_dim = log_prob_per_dim(model, x, context=context)  # [B, *event_shape]
+  return per_dim.reshape(per_dim.shape[0], model.num_dims).sum(-1)
 
 
 def mask_log_probs(model: AutoregressiveModel, x: jax.Array, *,
@@ -55,13 +68,16 @@ def mask_log_probs(model: AutoregressiveModel, x: jax.Array, *,
   of one pass; the caller's model keeps its current draw.
   """
   check_input(model, x)
+  if np.shape(x)[0] == 0:
+    check_empty_context(model, context)
+    return jnp.zeros((model.num_masks, 0), jnp.float32)
   graphdef, state = nnx.split(model)
 
   def under_draw(index):
     draw = nnx.merge(graphdef, state)  # a copy, so the caller's model keeps its draw
     draw.set_mask(index)
     params = draw.conditionals(x, context=context)
-    return draw.head.log_prob(params, x).reshape(x.shape[0], -1).sum(-1)  # [B]
+    return draw.head.log_prob(params, x).reshape(x.shape[0], model.num_dims).sum(-1)  # [B]
 
   return jax.lax.map(under_draw, jnp.arange(model.num_masks))  # [N, B]
 

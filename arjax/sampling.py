@@ -22,7 +22,21 @@ import numpy as np
 from flax import nnx
 
 from arjax import heads as heads_lib
+from arjax import validation
+from arjax.likelihood import check_empty_context
 from arjax.models.base import AutoregressiveModel
+
+
+def as_key(key, where: str = "key") -> jax.Array:
+  """A typed PRNG key from `key`: a `jax.random.key` (or a legacy uint32 `PRNGKey`) as it is,
+  an int seed through `jax.random.key(seed)`; anything else is a ValueError saying so."""
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.key(int(key))
+  if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (
+      key.dtype == jnp.uint32 and key.shape == (2,))):
+    return key
+  raise ValueError(f"{where} must be a PRNG key from jax.random.key(seed) (or an int seed); "
+                   f"got {type(key).__name__} {getattr(key, 'dtype', '')} of shape {np.shape(key)}")
 
 
 def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
@@ -33,9 +47,10 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
 
   Args:
     model: any AutoregressiveModel.
-    key: a `jax.random.key`.
-    num_samples: N.
-    temperature: divides logits / multiplies scales at every dimension (1 = the model).
+    key: a `jax.random.key` (an int is taken as the seed of `jax.random.key(seed)`).
+    num_samples: N >= 0 (0 gives empty arrays `[0, *event_shape]`).
+    temperature: a finite number > 0 that divides logits / multiplies scales at every
+      dimension (1 = the model).
     given: `[N, *event_shape]` (or `[*event_shape]`) values to clamp.
     given_mask: bool, same shape as `given`; True where the value is clamped.
     context: `[N, C]` context of a conditional model (`context_size` C), e.g. one-hot labels
@@ -44,6 +59,10 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
     return_conditionals: also return the params `[N, *event_shape, P]` used at each draw.
   """
   event_shape = model.event_shape
+  key = as_key(key)
+  if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or num_samples < 0:
+    raise validation.FieldError("num_samples", "an int >= 0", num_samples)
+  validation.check_temperature(temperature)
   if (given is None) != (given_mask is None):
     raise ValueError("Pass `given` and `given_mask` together (the values and where they apply).")
   if given is None:
@@ -52,14 +71,20 @@ def sample(model: AutoregressiveModel, key: jax.Array, num_samples: int, *,
   for name, array in (("given", given), ("given_mask", given_mask)):
     if tuple(np.shape(array))[-len(event_shape):] != event_shape:
       raise ValueError(f"{name} must end in the event shape {event_shape}; got {np.shape(array)}")
+  if heads_lib.is_concrete(given) and heads_lib.is_concrete(given_mask):
+    # The values as given, before the cast to the head's dtype (which would truncate 3.5 to 3).
+    clamped = np.broadcast_to(np.asarray(given_mask, bool), np.broadcast_shapes(np.shape(given), np.shape(given_mask)))
+    model.head.validate(np.broadcast_to(np.asarray(given), clamped.shape)[clamped])
   given = jnp.broadcast_to(jnp.asarray(given, model.head.value_dtype), (num_samples, *event_shape))
   given_mask = jnp.broadcast_to(jnp.asarray(given_mask, bool), (num_samples, *event_shape))
-  if heads_lib.is_concrete(given) and heads_lib.is_concrete(given_mask):
-    model.head.validate(np.asarray(given)[np.asarray(given_mask)])
   if use_cache is None:
     use_cache = model.has_cache
   elif use_cache and not model.has_cache:
     raise ValueError(f"{type(model).__name__} has no incremental step; use use_cache=False")
+  if num_samples == 0:
+    check_empty_context(model, context)
+    samples = jnp.zeros((0, *event_shape), model.head.value_dtype)
+    return (samples, jnp.zeros((0, *event_shape, model.head.num_params))) if return_conditionals else samples
   graphdef, state = nnx.split(model)
   samples, params = _sample(graphdef, state, key, jnp.float32(temperature), given,
                             given_mask, context, use_cache=use_cache)
@@ -77,8 +102,8 @@ def _sample(graphdef, state, key, temperature, given, given_mask, context, *, us
   model = nnx.merge(graphdef, state)
   num_samples = given.shape[0]
   ordering = model.ordering[...]  # [D]
-  flat_given = given.reshape(num_samples, -1)  # [N, D]
-  flat_mask = given_mask.reshape(num_samples, -1)  # [N, D]
+  flat_given = given.reshape(num_samples, model.num_dims)  # [N, D]
+  flat_mask = given_mask.reshape(num_samples, model.num_dims)  # [N, D]
 
   def draw(t, params):
     """The value at position t: sampled, or the clamped one."""

@@ -54,7 +54,7 @@ def test_features_are_the_state_after_the_last_input():
 
 
 def test_bad_cell_name_raises():
-  with pytest.raises(ValueError, match="Unknown RNN cell 'rnn'.*gru.*lstm"):
+  with pytest.raises(ValueError, match="RNN.cell expects one of .*lstm.*gru.*got 'rnn'"):
     models.RNN((4,), cell="rnn", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="num_layers"):
     models.RNN((4,), num_layers=0, rngs=nnx.Rngs(0))

@@ -52,7 +52,7 @@ def test_samples_every_thins_the_sample_grids_but_keeps_best(stripes, tmp_path):
   train.train_and_evaluate(_config(stripes, num_epochs=5, samples_every=2), workdir)
   assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
       "best.png", "epoch_002.png", "epoch_004.png"]
-  with pytest.raises(ValueError, match="samples_every must be >= 1"):
+  with pytest.raises(ValueError, match="samples_every expects an int >= 1"):
     train.train_and_evaluate(_config(stripes, samples_every=0), tmp_path / "zero")
 
 
@@ -200,7 +200,7 @@ def test_cli_train_eval_sample(stripes, tmp_path, capsys):
 @pytest.mark.parametrize("overrides, message", [
     (["model.no_such_field=1"], "Unknown config field"),
     (["model=transformerxl"], "Unknown model family"),
-    (["model.num_hidden=abc"], "expects a int"),
+    (["model.num_hidden=abc"], "expects an int"),
     (["optim.schedule=linear"], "must be one of"),
     (["model.head=poisson"], "unknown head|Unknown head"),
     (["num_hidden"], "field.subfield=value"),
@@ -341,7 +341,7 @@ def test_l1_pulls_each_weight_towards_zero_by_its_sign():
 
 
 def test_checkpoint_every_saves_latest_less_often_and_resume_redoes_the_rest(stripes, tmp_path, monkeypatch):
-  with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+  with pytest.raises(ValueError, match="checkpoint_every expects an int >= 1"):
     train.train_and_evaluate(_config(stripes, checkpoint_every=0), tmp_path / "zero")
   once = train.train_and_evaluate(_config(stripes, num_epochs=4), tmp_path / "once")
   workdir = tmp_path / "run"

@@ -45,7 +45,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from arjax import heads as heads_lib
-from arjax import orderings
+from arjax import orderings, validation
+
+
+#: Rules of the options every family takes (`arjax.validation`); each family adds its own.
+COMMON_RULES = {
+    "head": validation.instance(heads_lib.Head, "an arjax.heads.Head, e.g. heads.Bernoulli()"),
+    "ordering_seed": validation.integer(),
+    "context_size": validation.integer(minimum=0),  # 0: unconditional
+}
 
 
 class Ordering(nnx.Variable):
@@ -64,7 +72,7 @@ class AutoregressiveModel(nnx.Module):
   order_agnostic: bool = False
   #: True when training covers every ordering (deep order-agnostic NADE's objective
   #: averages over all D! of them), so an ensemble of any size is a trained model and
-  #: evaluation may use more orderings than `num_masks` (`train.load_trained_model`).
+  #: evaluation may use more orderings than `num_masks` (`checkpoints.load_trained_model`).
   every_ordering_trained: bool = False
   #: C, the size of the context vector the model conditions on (0: unconditional).
   context_size: int = 0

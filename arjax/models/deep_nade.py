@@ -54,9 +54,13 @@ import numpy as np
 from flax import nnx
 
 from arjax import heads as heads_lib
-from arjax import orderings
+from arjax import orderings, validation
 from arjax.models import base
 from arjax.models.made import ACTIVATIONS, MaskDraws, MaskIndex
+
+
+RULES = {**base.COMMON_RULES, "hidden_sizes": validation.sizes(), "num_masks": validation.integer(minimum=1),
+         "activation": validation.one_of(*ACTIVATIONS), "positions_per_pass": validation.integer(minimum=1)}
 
 
 class DeepNADE(base.AutoregressiveModel):
@@ -69,6 +73,9 @@ class DeepNADE(base.AutoregressiveModel):
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="random",
                ordering_seed: int = 0, num_masks: int = 1, activation: str = "relu",
                positions_per_pass: int = 16, context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("DeepNADE", RULES, hidden_sizes=hidden_sizes, head=head, ordering_seed=ordering_seed,
+                             num_masks=num_masks, activation=activation, positions_per_pass=positions_per_pass,
+                             context_size=context_size)
     super().__init__(event_shape, head, ordering, ordering_seed)
     self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
     if not self.hidden_sizes:
@@ -258,6 +265,9 @@ class DeepNADEConfig:
   activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
   positions_per_pass: int = 16  # positions evaluated together by `conditionals` (memory/speed only)
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def __post_init__(self):
+    validation.check_fields(self, RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> DeepNADE:
     return DeepNADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -30,7 +30,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from arjax import heads as heads_lib
+from arjax import validation
 from arjax.models import base
+
+
+RULES = base.COMMON_RULES
 
 
 class FVSBN(base.AutoregressiveModel):
@@ -38,6 +42,7 @@ class FVSBN(base.AutoregressiveModel):
 
   def __init__(self, event_shape, *, head: heads_lib.Head = heads_lib.Bernoulli(),
                ordering="raster", ordering_seed: int = 0, context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("FVSBN", RULES, head=head, ordering_seed=ordering_seed, context_size=context_size)
     super().__init__(event_shape, head, ordering, ordering_seed)
     num_dims, num_params = self.num_dims, head.num_params
     self.context_size = int(context_size)
@@ -94,6 +99,9 @@ class FVSBNConfig:
   ordering: str | tuple[int, ...] = "raster"  # "raster", "reverse", "random" or a permutation
   ordering_seed: int = 0  # seed of the "random" ordering
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def __post_init__(self):
+    validation.check_fields(self, RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> FVSBN:
     return FVSBN(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -66,7 +66,7 @@ import numpy as np
 from flax import nnx
 
 from arjax import heads as heads_lib
-from arjax import orderings
+from arjax import orderings, validation
 from arjax.models import base
 
 
@@ -79,6 +79,9 @@ ACTIVATIONS = {
 
 
 HIDDEN_DEGREES = ("random", "even", "entropy")
+RULES = {**base.COMMON_RULES, "hidden_sizes": validation.sizes(), "num_masks": validation.integer(minimum=1),
+         "direct_connections": validation.instance(bool, "True or False"),
+         "hidden_degrees": validation.one_of(*HIDDEN_DEGREES), "activation": validation.one_of(*ACTIVATIONS)}
 
 
 def marginal_entropies(x, head: heads_lib.Head) -> np.ndarray:
@@ -119,6 +122,9 @@ class MADE(base.AutoregressiveModel):
                ordering_seed: int = 0, num_masks: int = 1, direct_connections: bool = False,
                hidden_degrees: str = "random", activation: str = "relu", context_size: int = 0,
                degree_weights=None, rngs: nnx.Rngs):
+    validation.check_options("MADE", RULES, hidden_sizes=hidden_sizes, head=head, ordering_seed=ordering_seed,
+                             num_masks=num_masks, direct_connections=direct_connections,
+                             hidden_degrees=hidden_degrees, activation=activation, context_size=context_size)
     super().__init__(event_shape, head, ordering, ordering_seed)
     self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
     if not self.hidden_sizes:
@@ -313,6 +319,9 @@ class MADEConfig:
   hidden_degrees: str = "random"
   activation: str = "relu"  # hidden nonlinearity: "relu", "sigmoid", "softplus" or "tanh"
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def __post_init__(self):
+    validation.check_fields(self, RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs, degree_weights=None) -> MADE:
     return MADE(event_shape, rngs=rngs, degree_weights=degree_weights,

@@ -47,10 +47,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from arjax import heads as heads_lib
+from arjax import validation
 from arjax.models import base, nade_native
 from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
 
 KERNELS = ("auto", "fused", "chunked", "cumsum")
+RULES = {**base.COMMON_RULES, "num_hidden": validation.integer(minimum=1),
+         "chunk_size": validation.integer(minimum=1), "kernel": validation.one_of(*KERNELS)}
 
 
 class NADE(base.AutoregressiveModel):
@@ -60,9 +63,9 @@ class NADE(base.AutoregressiveModel):
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
                ordering_seed: int = 0, chunk_size: int = 16, kernel: str = "auto",
                context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("NADE", RULES, num_hidden=num_hidden, head=head, ordering_seed=ordering_seed,
+                             chunk_size=chunk_size, kernel=kernel, context_size=context_size)
     super().__init__(event_shape, head, ordering, ordering_seed)
-    if kernel not in KERNELS:
-      raise ValueError(f"NADE: unknown kernel {kernel!r}; choose one of {KERNELS}")
     self.kernel = kernel
     num_dims, num_params = self.num_dims, head.num_params
     self.chunk_size = chunk_size
@@ -87,6 +90,19 @@ class NADE(base.AutoregressiveModel):
     return self.c[...] + context @ self.context_to_hidden[...]  # [B, H]
 
   def conditionals(self, x, *, context=None):
+    try:
+      return self._conditionals(x, context=context)
+    except TypeError as error:
+      if "custom_vjp" not in str(error):
+        raise
+      # The fused and chunked kernels carry hand-written backward passes (custom_vjp), which
+      # JAX cannot differentiate in forward mode; the cumulative sum is plain autodiff.
+      raise TypeError(
+          f"NADE: kernel={self.kernel!r} has a hand-written backward pass (custom_vjp; 'auto' takes the "
+          "fused or chunked kernel on CPU) and is differentiable in reverse mode only (jax.grad, "
+          "jax.vjp, jax.jacrev); for jax.jvp or jax.jacfwd build the NADE with kernel='cumsum'") from error
+
+  def _conditionals(self, x, *, context=None):
     context = self._check_context(context, x.shape[0])
     inputs = self._inputs_in_order(x)  # [B, D]
     hidden_bias = self._hidden_bias(context)  # [H] or [B, H]
@@ -151,6 +167,9 @@ class NADEConfig:
   chunk_size: int = 16  # positions per chunk of the "chunked" kernel (speed only, not the result)
   kernel: str = "auto"  # "fused" (CPU, Bernoulli heads), "chunked", "cumsum" (GPU/TPU) or "auto" (by backend and head)
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def __post_init__(self):
+    validation.check_fields(self, RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> NADE:
     return NADE(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

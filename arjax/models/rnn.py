@@ -41,10 +41,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from arjax import heads as heads_lib
+from arjax import validation
 from arjax.models import base
 
 #: The recurrent cells by the name used in configs.
 CELLS = {"lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
+RULES = {**base.COMMON_RULES, "cell": validation.one_of(*CELLS), "num_hidden": validation.integer(minimum=1),
+         "num_layers": validation.integer(minimum=1), "num_position_features": validation.integer(minimum=0)}
 
 
 class RNN(base.AutoregressiveModel):
@@ -54,6 +57,9 @@ class RNN(base.AutoregressiveModel):
                num_layers: int = 1, num_position_features: int = 16,
                head: heads_lib.Head = heads_lib.Bernoulli(), ordering="raster",
                ordering_seed: int = 0, context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("RNN", RULES, cell=cell, num_hidden=num_hidden, num_layers=num_layers,
+                             num_position_features=num_position_features, head=head,
+                             ordering_seed=ordering_seed, context_size=context_size)
     if cell not in CELLS:
       raise ValueError(f"Unknown RNN cell {cell!r}; choose one of {sorted(CELLS)}")
     if num_layers < 1:
@@ -138,6 +144,9 @@ class RNNConfig:
   ordering: str | tuple[int, ...] = "raster"  # "raster", "reverse", "random" or a permutation
   ordering_seed: int = 0  # seed of the "random" ordering
   context_size: int = 0  # C > 0: condition on a context [B, C] (e.g. a one-hot label); 0: unconditional
+
+  def __post_init__(self):
+    validation.check_fields(self, RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> RNN:
     return RNN(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
