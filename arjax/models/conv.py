@@ -11,7 +11,7 @@ on top only: the half of a k × k kernel that a mask would zero out is never
 stored or multiplied (a 7 × 7 mask-A kernel is 4 × 7). What remains of the
 constraint — the pixels right of the output in its own row, and the channel
 order at the output pixel itself — is a 0/1 mask multiplied into the weights
-at every call. Masks rather than shifted convolutions because one weight layout
+at every call, and taps the mask empties entirely are never multiplied. Masks rather than shifted convolutions because one weight layout
 then serves the full-image pass (`__call__`) and the one-pixel step of cached
 sampling (`valid` on a window of the cache), and because an exact 0/1 mask
 gives exactly zero derivatives through the masked taps: `jax.jacrev` of a
@@ -104,9 +104,20 @@ class _CausalConv(nnx.Module):
     kernel = self._masked_kernel()
     if kernel.shape[:2] == (1, 1):
       return x @ kernel[0, 0] + self.bias[...]
-    out = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return out + self.bias[...]
+    # As one matrix product over the kernel taps that the mask leaves any weight in (im2col):
+    # taps masked out entirely are never multiplied, and on XLA:CPU this trains ~2x faster than
+    # lax.conv_general_dilated, whose kernel gradient is slow for these small channel counts.
+    rows, cols = self.kernel_size
+    height, width = x.shape[1] - rows + 1, x.shape[2] - cols + 1
+    taps = self._taps()
+    patches = jnp.concatenate([x[:, dy:dy + height, dx:dx + width] for dy, dx in taps], -1)  # [B, h, w, T·in]
+    weights = jnp.concatenate([kernel[dy, dx] for dy, dx in taps], 0)  # [T·in, out]
+    return patches @ weights + self.bias[...]
+
+  def _taps(self) -> list[tuple[int, int]]:
+    """Kernel positions (row, column) where the mask keeps at least one weight."""
+    mask = self._mask()
+    return [(dy, dx) for dy in range(mask.shape[0]) for dx in range(mask.shape[1]) if mask[dy, dx].any()]
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """`[B, H, W, in]` -> `[B, H, W, out]`, the input zero-padded where the kernel leaves it."""
