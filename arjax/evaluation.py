@@ -16,6 +16,7 @@ from flax import nnx
 from arjax import images
 from arjax import likelihood
 from arjax import sampling
+from arjax import sharding
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -37,8 +38,34 @@ def _batch_objective(graphdef, state, x, context=None, *, offset):
   return -nnx.merge(graphdef, state).training_objective(x, key, context=context)
 
 
+def _on_mesh(batch_fn, placement: sharding.Placement | None):
+  """`batch_fn` with its batch split over `placement`'s devices (rows padded to a multiple of
+  the device count, then cut back) and its output fetched to the host; `batch_fn` itself
+  without a placement or on one device."""
+  if placement is None or placement.trivial:
+    return batch_fn
+
+  def sharded(graphdef, state, x, context=None, **options):
+    x = np.asarray(x)
+    num, padding = len(x), (-len(x)) % placement.num_devices
+
+    def pad(array):
+      array = np.asarray(array)
+      return np.concatenate([array, np.repeat(array[:1], padding, axis=0)]) if padding else array
+
+    if context is not None:
+      options["context"] = placement.put_batch(pad(context))
+    if "offset" in options:  # a host scalar: every process passes the same one
+      options["offset"] = np.asarray(options["offset"])
+    output = batch_fn(graphdef, state, placement.put_batch(pad(x)), **options)
+    return jax.tree.map(lambda part: part[:num], placement.fetch(output))
+
+  return sharded
+
+
 def dataset_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None, batch_size: int = 1000,
-                     ensemble: bool = True, precision: str = "highest") -> np.ndarray:
+                     ensemble: bool = True, precision: str = "highest",
+                     placement: sharding.Placement | None = None) -> np.ndarray:
   """log p(x) `[N]` over a whole array, in fixed-size jitted batches (the last one padded);
   log p(x | context) given a conditional model's `context [N, C]`.
 
@@ -47,22 +74,26 @@ def dataset_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None,
   products run in full float32 (`highest` precision), also on GPUs whose
   default is TF32, so reported likelihoods do not depend on the card;
   `precision="default"` uses the device's default instead (faster there).
+  With a `placement` (arjax.sharding), each batch is split over its devices.
   """
+  batch_fn = _on_mesh(_batch_log_prob if ensemble else _batch_log_prob_current_mask, placement)
   with jax.default_matmul_precision(precision):
-    return likelihood.map_batches(_batch_log_prob if ensemble else _batch_log_prob_current_mask,
-                                  model, x, batch_size, context=context)
+    return likelihood.map_batches(batch_fn, model, x, batch_size, context=context)
 
 
 def validation_log_prob(model, x: np.ndarray, *, context: np.ndarray | None = None,
-                        batch_size: int = 1000, precision: str = "highest") -> np.ndarray:
+                        batch_size: int = 1000, precision: str = "highest",
+                        placement: sharding.Placement | None = None) -> np.ndarray:
   """What early stopping watches, `[N]`: `dataset_log_prob`, or for a family with its own
   training objective minus that estimate under fixed keys, one per batch (the exact likelihood
   of such a model can cost D passes, too many to run every epoch). `precision` as in
-  `dataset_log_prob`."""
+  `dataset_log_prob`, and so is `placement`."""
   if not model.has_training_objective:
-    return dataset_log_prob(model, x, context=context, batch_size=batch_size, precision=precision)
+    return dataset_log_prob(model, x, context=context, batch_size=batch_size, precision=precision,
+                            placement=placement)
   with jax.default_matmul_precision(precision):
-    return likelihood.map_batches(_batch_objective, model, x, batch_size, context=context, pass_offset=True)
+    return likelihood.map_batches(_on_mesh(_batch_objective, placement), model, x, batch_size,
+                                  context=context, pass_offset=True)
 
 
 
@@ -77,9 +108,13 @@ def sample_grid(model, key, num_samples: int, *, temperature: float = 1.0) -> tu
   return np.asarray(samples), num_per_class
 
 
-def save_samples(model, dataset, path, key, num_samples):
+def save_samples(model, dataset, path, key, num_samples, *, caption: str | None = None):
+  """Writes a PNG grid of `num_samples` samples (one row per class for a conditional model)
+  under `caption`; nothing for data that are not images, or `num_samples` 0."""
   if dataset.image_shape is None or num_samples <= 0:
     return None
-  samples, num_columns = sample_grid(model, key, num_samples)
+  samples, num_columns = sample_grid(model, key, num_samples)  # every process draws them
+  if not sharding.is_writer():
+    return None
   return images.save_grid(path, samples, dataset.image_shape, num_levels=dataset.num_levels,
-                          num_columns=num_columns)
+                          num_columns=num_columns, caption=caption)

@@ -361,6 +361,9 @@ def _train_epochs(run: _Run, sample_key) -> dict:
   last_epoch = loop["epoch"] if stopped["stopped_early"] else run_epochs(train_config, steps_per_epoch)
   saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
   valid_label = "valid objective" if run.model().has_training_objective else "valid"
+  if run.dataset.image_shape is None and train_config.num_samples and loop["epoch"] < last_epoch:
+    print(f"The data are not images (examples of shape {run.dataset.event_shape}): no sample grids; "
+          "`python -m arjax sample WORKDIR` writes samples as .npy", flush=True)
   since_validation = {"steps": 0, "time": time.time(), "train_nll": [], "seconds": 0.0}
   try:
     for epoch in range(loop["epoch"] + 1, last_epoch + 1):
@@ -419,7 +422,8 @@ def _train_epochs(run: _Run, sample_key) -> dict:
         writer.add_scalar(name, record[name], epoch)
       if epoch % train_config.samples_every == 0:
         evaluation.save_samples(model, run.dataset, workdir / "samples" / f"epoch_{epoch:03d}.png",
-                                sample_key, train_config.num_samples)
+                                sample_key, train_config.num_samples,
+                                caption=f"{type(model).__name__} samples after epoch {epoch} (step {record['step']})")
       print(f"epoch {epoch} (step {record['step']}): train {train_nll:.3f}  {valid_label} {valid_nll:.3f}  "
             f"(best {loop['best_valid_nll']:.3f} @ epoch {loop['best_epoch']})  {epochs_seconds:.1f}s",
             flush=True)
@@ -487,7 +491,8 @@ def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides:
   if sharding.is_writer():
     run_info.write_json(run.workdir / "results.json", results)
   evaluation.save_samples(model, dataset, run.workdir / "samples" / "best.png", sample_key,
-                          config.train.num_samples)
+                          config.train.num_samples,
+                          caption=f"{type(model).__name__} samples, best epoch {best_meta['epoch']}")
   print(f"test NLL {test_nll:.3f} nats ({results['test_bits_per_dim']:.4f} bits/dim) at best epoch "
         f"{best_meta['epoch']}; results in {run.workdir / 'results.json'}", flush=True)
   return results
