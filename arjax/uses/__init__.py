@@ -18,14 +18,14 @@ line (`python -m arjax score|ood|probe|inpaint`) loads checkpoints and writes fi
 """
 
 from arjax.uses.scoring import (
-    load_data_like, load_trained, nll_scores, summarize, heat_colors, heatmap_picture)
+    load_data_like, load_trained, nll_scores, summarize, heatmap_picture)
 from arjax.uses.ood import (
     ood_metrics, OOD_TRANSFORMS, uniform_noise, flip_vertical, rotate90, ood_inputs, ood_scores,
     ood_set_summary, ood_note, histogram_picture)
 from arjax.uses.probe import (
     extract_features, fit_linear_probe, require_labels, linear_probe)
 from arjax.uses.inpainting import (
-    MASKS, observed_mask, is_prefix, inpaint, spread_indices, inpainting_picture)
+    MASKS, observed_mask, is_prefix, exact_draw, inpaint, spread_indices, inpainting_picture)
 from arjax.uses.classify import (
     class_log_likelihoods, generative_classifier)
 
@@ -34,7 +34,6 @@ __all__ = [
     "load_trained",
     "nll_scores",
     "summarize",
-    "heat_colors",
     "heatmap_picture",
     "ood_metrics",
     "OOD_TRANSFORMS",
@@ -54,6 +53,7 @@ __all__ = [
     "observed_mask",
     "is_prefix",
     "inpaint",
+    "exact_draw",
     "spread_indices",
     "inpainting_picture",
     "class_log_likelihoods",
