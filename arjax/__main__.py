@@ -3,7 +3,9 @@
   python -m arjax train EXPERIMENT[:VARIANT] --workdir DIR [field.path=value ...]
   python -m arjax sweep EXPERIMENT:SWEEP --root DIR [--index I --count N] [--report] [field.path=value ...]
   python -m arjax eval DIR [--split test] [--num-masks N]        N orderings: deep order-agnostic NADE
+  python -m arjax show EXPERIMENT[:VARIANT]                     every config field: type, value, comment
   python -m arjax sample DIR [--num 64 --temperature 1.0 --seed 0 --out FILE.png] [--label K]
+                                                                 (.npy instead when the data are not images)
   python -m arjax curves DIR [--out FILE.png]                    train/valid NLL per epoch as a PNG
   python -m arjax score DIR DATA [--split test --out OUTDIR]     per-example / per-pixel NLL
   python -m arjax ood DIR [--ood fashion_mnist --ood noise ... --background DIR2]
@@ -26,9 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 import time
+import traceback
 
 
 def _train(args):
@@ -84,6 +88,17 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
   """Shows every option's default, and keeps the line breaks of descriptions and epilogs."""
 
 
+_DISTRIBUTED_HELP = ("several processes (hosts): jax.distributed.initialize() first; it detects TPU "
+                     "pods, SLURM and Open MPI, else set ARJAX_COORDINATOR_ADDRESS, ARJAX_NUM_PROCESSES "
+                     "and ARJAX_PROCESS_ID (ARJAX_DISTRIBUTED=1 also turns it on)")
+
+
+def _distributed_requested() -> bool:
+  from arjax import sharding
+
+  return sharding.distributed_requested()
+
+
 def _eval(args):
   import numpy as np
 
@@ -126,12 +141,16 @@ def _sample(args):
     suffix = "_per_class" if num_classes else ""
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) /
                      f"samples_seed{args.seed}_t{args.temperature}{suffix}.png")
-  if dataset.image_shape is None:
+  if dataset.image_shape is None:  # no picture of non-image rows: the samples themselves
     out = out.with_suffix(".npy")
     np.save(out, samples)
+    print(f"The data are not images (examples of shape {dataset.event_shape}); samples [N, D] saved "
+          "as .npy", file=sys.stderr)
   else:
+    caption = (f"{type(model).__name__} samples, temperature {args.temperature:g}, seed {args.seed}"
+               + (f", class {args.label}" if args.label is not None else ""))
     images.save_grid(out, samples, dataset.image_shape, num_levels=dataset.num_levels,
-                     num_columns=num_columns)
+                     num_columns=num_columns, caption=caption)
   print(out)
 
 
@@ -175,10 +194,11 @@ def _score(args):
              "mean_bits_per_dim": float(np.mean(scores["bits_per_dim"])), "scores": str(out / "scores.npz")}
   if dataset.image_shape is not None:
     picture, (low, high) = uses.heatmap_picture(x[:16], scores["per_dim_nll"][:16], dataset.image_shape,
-                                                num_levels=dataset.num_levels)
+                                                num_levels=dataset.num_levels,
+                                                title=f"Per-pixel NLL of {args.data} ({args.split})")
     iio.imwrite(out / "heatmaps.png", picture)
     summary.update(heatmaps=str(out / "heatmaps.png"), heatmap_range_nats=[low, high],
-                   heatmaps_note="each image next to its per-pixel NLL: black = low, pale yellow = high")
+                   heatmaps_note="each image next to its per-pixel NLL: dark = low, bright = high")
   run_info.write_json(out / "summary.json", summary)
   print(json.dumps(summary))
 
@@ -252,8 +272,9 @@ def _inpaint(args):
                              context=None if context is None else context[picked])
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) / f"inpaint_{args.mask}_seed{args.seed}.png")
   out.parent.mkdir(parents=True, exist_ok=True)
-  iio.imwrite(out, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
-                                           num_levels=dataset.num_levels))
+  iio.imwrite(out, uses.inpainting_picture(
+      x, observed, completions, dataset.image_shape, num_levels=dataset.num_levels,
+      caption=f"{type(model).__name__}: {args.mask} observed, {args.completions} completions"))
   exact = marginals.is_exact(model, observed)
   print(json.dumps({
       "png": str(out), "mask": args.mask, "num": len(x), "completions": args.completions,
@@ -310,6 +331,7 @@ def main(argv=None):
                                  "data: the same as data.name=PATH")
   train_parser.add_argument("overrides", nargs="*", help="config overrides, field.path=value")
   train_parser.set_defaults(overrides=[])
+  train_parser.add_argument("--distributed", action="store_true", help=_DISTRIBUTED_HELP)
   train_parser.set_defaults(run=_train)
 
   sweep = commands.add_parser("sweep", help="train the points of a sweep declared in an experiment "
@@ -322,6 +344,7 @@ def main(argv=None):
                      help="gather finished points into ROOT/sweep_report.{csv,md,json}; trains nothing")
   sweep.add_argument("overrides", nargs="*", help="config overrides applied to every point")
   sweep.set_defaults(overrides=[], run=_sweep)
+  sweep.add_argument("--distributed", action="store_true", help=_DISTRIBUTED_HELP)
 
   show = commands.add_parser("show", help="list an experiment's config fields: type, value, comment",
                               formatter_class=_HelpFormatter, epilog=_experiments_epilog())
@@ -398,6 +421,11 @@ def main(argv=None):
     if args.command not in ("train", "sweep") or any(item.startswith("-") or "=" not in item for item in extra):
       parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = list(args.overrides) + extra
+  if getattr(args, "distributed", False) or (args.command in ("train", "sweep")
+                                             and _distributed_requested()):
+    from arjax import sharding  # before any computation: jax.distributed must come first
+
+    sharding.initialize_distributed()
   try:
     args.run(args)
   except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as e:
@@ -406,5 +434,25 @@ def main(argv=None):
   return 0
 
 
+def _run_and_exit(argv=None):
+  """`main`, then the process ends with its status. After a failure it ends at once
+  (`os._exit`, streams flushed): a non-daemon thread left behind by the error (an Orbax save
+  that failed, a data loader) would otherwise keep the process alive after the message."""
+  try:
+    code = main(argv)
+  except SystemExit as exit_request:  # argparse's usage errors, --help
+    code = exit_request.code if isinstance(exit_request.code, int) else (1 if exit_request.code else 0)
+  except KeyboardInterrupt:
+    code = 130
+  except BaseException:  # noqa: BLE001 - any other error: its traceback, then out
+    traceback.print_exc()
+    code = 1
+  if code:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  sys.exit(0)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  _run_and_exit()
