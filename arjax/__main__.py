@@ -45,7 +45,27 @@ def _train(args):
     overrides.insert(0, f"data.name={args.data}")
   config = config_lib.apply_overrides(config, overrides)
   args.overrides = overrides
+  if args.seeds is not None:
+    _train_seeds(args, spec, config)
+    return
   train.train_and_evaluate(config, args.workdir, experiment=spec, overrides=tuple(args.overrides))
+
+
+def _train_seeds(args, spec, config):
+  """--seeds N: seeds train.seed, ..., train.seed + N - 1 in one vmapped program (arjax.seeds)."""
+  from arjax import run_info, seeds
+
+  if args.seeds < 1:
+    raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+  learning_rates = None
+  if args.learning_rates:
+    learning_rates = [float(r) for r in args.learning_rates.split(",")]
+  results = seeds.train_vmapped(config, [config.train.seed + k for k in range(args.seeds)],
+                                learning_rates=learning_rates)
+  results.update(experiment=spec, overrides=list(args.overrides), device=run_info.device_description(),
+                 git_commit=run_info.git_commit())
+  run_info.write_json(pathlib.Path(args.workdir) / "seeds.json", results)
+  print(json.dumps({k: results[k] for k in ("seeds", "learning_rates", "test_nll", "wall_time_s")}))
 
 
 def _sweep(args):
@@ -332,6 +352,11 @@ def main(argv=None):
   train_parser.add_argument("overrides", nargs="*", help="config overrides, field.path=value")
   train_parser.set_defaults(overrides=[])
   train_parser.add_argument("--distributed", action="store_true", help=_DISTRIBUTED_HELP)
+  train_parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                            help="train N seeds (train.seed, +1, ...) of a small model in one vmapped "
+                                 "program; writes DIR/seeds.json (last-epoch NLLs, no checkpoints)")
+  train_parser.add_argument("--learning-rates", default=None, metavar="R1,R2,...",
+                            help="with --seeds: one learning rate per seed")
   train_parser.set_defaults(run=_train)
 
   sweep = commands.add_parser("sweep", help="train the points of a sweep declared in an experiment "

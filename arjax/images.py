@@ -1,4 +1,8 @@
-"""Image grids as PNG files (samples, inpaintings, per-pixel NLL maps)."""
+"""Image grids as PNG files (samples, inpaintings, per-pixel NLL maps).
+
+`grid` lays images out pixel for pixel; `save_grid` writes one, with a caption (the model and
+the temperature, say) drawn above an enlarged copy when one is given (`arjax.plots`).
+"""
 
 from __future__ import annotations
 
@@ -37,9 +41,15 @@ def grid(images: np.ndarray, image_shape: tuple[int, int, int], *, num_columns: 
   return canvas[..., 0] if channels == 1 else canvas
 
 
-def save_grid(path, images, image_shape, *, num_levels: int | None, num_columns: int | None = None):
-  """Writes `images [N, D]` as a PNG grid; returns the path."""
+def save_grid(path, images, image_shape, *, num_levels: int | None, num_columns: int | None = None,
+              caption: str | None = None):
+  """Writes `images [N, D]` as a PNG grid, under `caption` when one is given; returns the path."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  iio.imwrite(path, grid(to_uint8(images, num_levels), image_shape, num_columns=num_columns))
+  picture = grid(to_uint8(images, num_levels), image_shape, num_columns=num_columns)
+  if caption:
+    from arjax import plots
+
+    picture = plots.captioned_picture(picture, caption)
+  iio.imwrite(path, picture)
   return path

@@ -1,42 +1,35 @@
-"""Training curves as a PNG, drawn with numpy alone (no matplotlib), viewable without a notebook.
+"""Every picture arjax writes, drawn with matplotlib (Agg, no display needed), as uint8 RGB arrays.
 
   python -m arjax curves WORKDIR [--out PNG]      writes WORKDIR/training_curves.png
 
-The picture has no text. Colours: train NLL blue, valid NLL orange, the best valid
-epoch a red dot on the valid curve with a dotted grey line down to the x axis.
-Tick marks below the x axis sit at whole epochs, those left of the y axis (with faint
-grid lines) at round NLL values; `training_curves_axes` gives their values and the
-ranges of both axes, for a caption.
+  training_curves_picture   train / valid NLL (nats) per epoch, the best valid epoch marked
+  histograms_picture        one panel per OOD set: NLL histograms, AUROC in each title
+  heatmaps_picture          images beside their per-pixel NLL, one colour bar for all
+  labelled_grid_picture     an image grid with row labels and a caption (inpaintings, samples)
+
+Figures are built on `matplotlib.figure.Figure` with their own Agg canvas, not `pyplot`, so
+no global state is touched and nothing needs a display. Each `*_picture` function returns
+`[H, W, 3]` uint8; `save_picture` writes one as PNG.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 
-import imageio.v3 as iio
 import numpy as np
 
-TRAIN_COLOR = (31, 119, 180)  # blue, as the in-distribution histograms of arjax.uses
-VALID_COLOR = (255, 127, 14)  # orange
-BEST_COLOR = (214, 39, 40)  # red
-_AXIS_COLOR = (60, 60, 60)
-_GRID_COLOR = (230, 230, 230)
-_GUIDE_COLOR = (150, 150, 150)
-
-# Pixels between the picture's edge and the axes box (left, right, top, bottom), and between
-# the box and the outermost data point, so that no curve runs along the box.
-_MARGINS = (36, 16, 16, 28)
-_INSET = 8
-_TICK_LENGTH = 5
+TRAIN_COLOR = "tab:blue"  # also the in-distribution histograms
+VALID_COLOR = "tab:orange"  # also the OOD histograms
+BEST_COLOR = "tab:red"
+_DPI = 100
 
 
 # --------------------------------------------------------------- metrics ---
 
 
 def read_metrics(workdir) -> list[dict]:
-  """The per-epoch records of `WORKDIR/metrics.jsonl`, one per epoch, sorted by epoch.
+  """The per-validation records of `WORKDIR/metrics.jsonl`, sorted by epoch.
 
   A resumed run appends again the epochs it redoes after its last checkpoint; the record
   written last for an epoch wins. A half-written last line (a run killed mid-write) is skipped.
@@ -61,158 +54,190 @@ def read_metrics(workdir) -> list[dict]:
   return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-# ------------------------------------------------------------------ axes ---
+def best_epoch(records: list[dict]) -> tuple[int | None, float | None]:
+  """(epoch, valid NLL) of the first lowest finite valid NLL, as training picks `best`;
+  (None, None) when no valid NLL is finite."""
+  valid = np.array([r["valid_nll"] for r in records], np.float64)  # [E]
+  valid = np.where(np.isfinite(valid), valid, np.inf)
+  if not np.isfinite(valid).any():
+    return None, None
+  index = int(np.argmin(valid))
+  return int(records[index]["epoch"]), float(valid[index])
 
 
-def _nice_step(span: float, max_ticks: int) -> float:
-  """The smallest of 1, 2, 5 × 10^k that cuts `span` into at most `max_ticks` steps."""
-  raw = span / max_ticks
-  power = 10.0 ** math.floor(math.log10(raw))
-  return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+# ------------------------------------------------------------ plumbing ---
 
 
-def _ticks(low: float, high: float, step: float) -> list[float]:
-  first = math.ceil(low / step - 1e-9)
-  # Rounded so that steps like 0.1 give 0.3, not 0.30000000000000004.
-  return [round((first + i) * step, 12) for i in range(int(math.floor(high / step + 1e-9)) - first + 1)]
+def _figure(width: float, height: float):
+  """A matplotlib Figure of `width`×`height` inches on its own Agg canvas."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+  FigureCanvasAgg(figure)
+  return figure
 
 
-def training_curves_axes(records: list[dict], *, max_ticks: int = 8) -> dict:
-  """What `training_curves_picture` draws, in numbers: the axes' ranges, the tick values and
-  the best epoch (first epoch of lowest valid NLL, as training picks its `best` checkpoint).
+def _to_rgb(figure) -> np.ndarray:
+  """Renders `figure`; returns uint8 RGB `[H, W, 3]`."""
+  figure.canvas.draw()
+  return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_picture(path, picture: np.ndarray) -> pathlib.Path:
+  """Writes the uint8 picture `[H, W(, 3)]` as a PNG (folders made as needed); returns the path."""
+  import imageio.v3 as iio
+
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  iio.imwrite(path, picture)
+  return path
+
+
+# ------------------------------------------------------ training curves ---
+
+
+def training_curves_picture(records: list[dict], *, title: str | None = None,
+                            width: float = 6.4, height: float = 4.0) -> np.ndarray:
+  """Train (blue) and valid (orange) NLL in nats against the epoch, the best valid epoch as a
+  red dot with a dotted line down to the x axis, axes labelled, a legend and a title.
 
   Args:
-    records: per-epoch dicts with `epoch`, `train_nll`, `valid_nll` (nats), as in metrics.jsonl.
+    records: per-validation dicts with `epoch`, `train_nll`, `valid_nll`, as `read_metrics`
+      gives. Non-finite values are left out (the curve breaks there).
+    title: default "Training curves" (the legend gives the best valid NLL and its epoch).
+    width, height: inches (at 100 dpi).
   Returns:
-    {"epochs": [low, high], "nll_nats": [low, high], "epoch_ticks", "nll_ticks",
-     "best_epoch", "best_valid_nll", "colors"}.
+    uint8 RGB picture `[100·height, 100·width, 3]`.
   """
   if not records:
     raise ValueError("training curves need at least one epoch of metrics")
   epochs = np.array([r["epoch"] for r in records], np.float64)  # [E]
-  nll = np.array([[r["train_nll"], r["valid_nll"]] for r in records], np.float64)  # [E, 2]
-  finite = nll[np.isfinite(nll)]
-  if not finite.size:
+  curves = {key: np.array([r[key] for r in records], np.float64) for key in ("train_nll", "valid_nll")}
+  if not any(np.isfinite(values).any() for values in curves.values()):
     raise ValueError("training curves: every train and valid NLL is NaN or infinite")
-  # With one epoch, or a flat curve, the axis still needs a width; a unit around the value.
-  epoch_low, epoch_high = float(epochs.min()), float(epochs.max())
-  if epoch_high == epoch_low:
-    epoch_low, epoch_high = epoch_low - 0.5, epoch_high + 0.5
-  nll_low, nll_high = float(finite.min()), float(finite.max())
-  if nll_high - nll_low < 1e-6 * max(1.0, abs(nll_high)):
-    nll_low, nll_high = nll_low - 0.5, nll_high + 0.5
-  epoch_step = max(1.0, _nice_step(epoch_high - epoch_low, max_ticks))
-  valid = np.where(np.isfinite(nll[:, 1]), nll[:, 1], np.inf)
-  best = int(np.argmin(valid)) if np.isfinite(valid).any() else None
-  return {
-      "epochs": [epoch_low, epoch_high], "nll_nats": [nll_low, nll_high],
-      "epoch_ticks": [int(t) for t in _ticks(epoch_low, epoch_high, epoch_step)],
-      "nll_ticks": _ticks(nll_low, nll_high, _nice_step(nll_high - nll_low, max_ticks)),
-      "best_epoch": None if best is None else int(epochs[best]),
-      "best_valid_nll": None if best is None else float(valid[best]),
-      "colors": {"train_nll": "blue", "valid_nll": "orange", "best_valid_epoch": "red dot"},
-  }
-
-
-# --------------------------------------------------------------- drawing ---
-
-
-def _stamp(canvas: np.ndarray, rows: np.ndarray, columns: np.ndarray, color, radius: float) -> None:
-  """Paints a disk of `radius` pixels around each point (`rows`, `columns` `[P]`, floats)."""
-  reach = int(math.ceil(radius))
-  offsets = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)
-             if dr * dr + dc * dc <= radius * radius + 0.25]
-  rows, columns = np.round(rows).astype(int), np.round(columns).astype(int)
-  height, width, _ = canvas.shape
-  for dr, dc in offsets:
-    r, c = rows + dr, columns + dc
-    inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-    canvas[r[inside], c[inside]] = color
-
-
-def _polyline(canvas, rows: np.ndarray, columns: np.ndarray, color, *, radius: float = 1.0,
-              dot_radius: float = 2.5, dot_spacing: float = 12.0) -> None:
-  """Joins consecutive finite points of `rows`, `columns` `[P]`; a NaN breaks the line.
-
-  Points get a dot where they lie at least `dot_spacing` pixels apart (a few epochs), and
-  always where they have no finite neighbour (one epoch), so that they stay visible.
-  """
-  finite = np.isfinite(rows) & np.isfinite(columns)  # [P]
-  spacing = np.diff(columns[finite]) if finite.sum() > 1 else np.array([np.inf])
-  for i in np.flatnonzero(finite):
-    joined = i + 1 < len(rows) and finite[i + 1]
-    r1, c1 = (rows[i + 1], columns[i + 1]) if joined else (rows[i], columns[i])
-    num = int(math.ceil(max(abs(r1 - rows[i]), abs(c1 - columns[i])))) + 1
-    t = np.linspace(0.0, 1.0, num)  # [num], one sample per pixel along the segment
-    _stamp(canvas, rows[i] + t * (r1 - rows[i]), columns[i] + t * (c1 - columns[i]), color, radius)
-    alone = not joined and not (i > 0 and finite[i - 1])
-    if alone or spacing.min() >= dot_spacing:
-      _stamp(canvas, rows[i:i + 1], columns[i:i + 1], color, dot_radius)
-
-
-def training_curves_picture(records: list[dict], *, width: int = 640, height: int = 400) -> np.ndarray:
-  """Train (blue) and valid (orange) NLL in nats per epoch, the best valid epoch as a red dot.
-
-  The dot sits on the valid curve at the epoch of lowest valid NLL, with a dotted grey line
-  down to the x axis. Ticks below the x axis mark whole epochs, those left of the y axis
-  round NLL values, with faint horizontal grid lines (`training_curves_axes` gives the
-  values). Each epoch gets a dot while they are few enough to tell apart; a single epoch
-  shows as one dot per curve in the middle of the box.
-
-  Args:
-    records: per-epoch dicts with `epoch`, `train_nll`, `valid_nll`, e.g. `read_metrics(workdir)`.
-      Non-finite values are left out (the curve breaks there).
-  Returns:
-    uint8 RGB picture `[height, width, 3]`.
-  """
-  axes = training_curves_axes(records)
-  left, right, top, bottom = _MARGINS
-  box_left, box_right, box_top, box_bottom = left, width - 1 - right, top, height - 1 - bottom
-  if box_right - box_left < 4 * _INSET or box_bottom - box_top < 4 * _INSET:
-    raise ValueError(f"A {height}×{width} picture leaves no room for the axes")
-  (epoch_low, epoch_high), (nll_low, nll_high) = axes["epochs"], axes["nll_nats"]
-
-  def column_of(epoch):
-    t = (np.asarray(epoch, np.float64) - epoch_low) / (epoch_high - epoch_low)
-    return box_left + _INSET + t * (box_right - box_left - 2 * _INSET)
-
-  def row_of(nll):  # row 0 is the top: high NLL up
-    t = (np.asarray(nll, np.float64) - nll_low) / (nll_high - nll_low)
-    return box_bottom - _INSET - t * (box_bottom - box_top - 2 * _INSET)
-
-  canvas = np.full((height, width, 3), 255, np.uint8)
-  for value in axes["nll_ticks"]:
-    row = int(round(float(row_of(value))))
-    canvas[row, box_left + 1:box_right] = _GRID_COLOR
-    canvas[row, box_left - _TICK_LENGTH:box_left] = _AXIS_COLOR
-  for epoch in axes["epoch_ticks"]:
-    column = int(round(float(column_of(epoch))))
-    canvas[box_bottom + 1:box_bottom + 1 + _TICK_LENGTH, column] = _AXIS_COLOR
-  if axes["best_epoch"] is not None:
-    column = int(round(float(column_of(axes["best_epoch"]))))
-    best_row = int(round(float(row_of(axes["best_valid_nll"]))))
-    dotted = np.arange(best_row, box_bottom)
-    canvas[dotted[dotted % 6 < 3], column] = _GUIDE_COLOR
-  canvas[box_top, box_left:box_right + 1] = canvas[box_bottom, box_left:box_right + 1] = _AXIS_COLOR
-  canvas[box_top:box_bottom + 1, box_left] = canvas[box_top:box_bottom + 1, box_right] = _AXIS_COLOR
-
-  epochs = np.array([r["epoch"] for r in records], np.float64)  # [E]
-  for key, color in (("train_nll", TRAIN_COLOR), ("valid_nll", VALID_COLOR)):
-    values = np.array([r[key] for r in records], np.float64)  # [E]
-    values = np.where(np.isfinite(values), values, np.nan)
-    _polyline(canvas, row_of(values), column_of(epochs), color)
-  if axes["best_epoch"] is not None:
-    best_rows, best_columns = row_of([axes["best_valid_nll"]]), column_of([axes["best_epoch"]])
-    _stamp(canvas, best_rows, best_columns, _AXIS_COLOR, radius=5.0)  # a dark rim
-    _stamp(canvas, best_rows, best_columns, BEST_COLOR, radius=4.0)
-  return canvas
+  figure = _figure(width, height)
+  axes = figure.add_subplot()
+  marker = "o" if len(records) <= 40 else None  # dots while they are few enough to tell apart
+  for (key, values), color, label in zip(curves.items(), (TRAIN_COLOR, VALID_COLOR),
+                                         ("train NLL", "valid NLL")):
+    axes.plot(epochs, np.where(np.isfinite(values), values, np.nan), color=color, marker=marker,
+              markersize=3, label=label)
+  epoch, nll = best_epoch(records)
+  if epoch is not None:
+    axes.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+    axes.plot([epoch], [nll], "o", color=BEST_COLOR, markersize=8, markeredgecolor="black",
+              label=f"best valid: {nll:.2f} at epoch {epoch}", zorder=3)
+  axes.set_xlabel("epoch")
+  axes.set_ylabel("NLL (nats per example)")
+  axes.grid(alpha=0.3)
+  axes.legend(loc="best", fontsize=8)
+  axes.set_title(title or "Training curves", fontsize=11)
+  if records[-1].get("valid_metric"):
+    axes.annotate(f"valid: {records[-1]['valid_metric']}", (0.01, 0.01), xycoords="figure fraction",
+                  fontsize=7, color="grey")
+  return _to_rgb(figure)
 
 
 def save_training_curves(workdir, out=None) -> pathlib.Path:
   """Writes `training_curves_picture(read_metrics(workdir))` to `out` (default
   WORKDIR/training_curves.png); returns the path. Raises ValueError without metrics."""
-  picture = training_curves_picture(read_metrics(workdir))
   out = pathlib.Path(out) if out is not None else pathlib.Path(workdir) / "training_curves.png"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  iio.imwrite(out, picture)
-  return out
+  return save_picture(out, training_curves_picture(read_metrics(workdir)))
+
+
+# ----------------------------------------------------------- histograms ---
+
+
+def histograms_picture(scores_in: np.ndarray, scores_out: dict[str, np.ndarray], *,
+                       titles: dict[str, str] | None = None, in_label: str = "in-distribution (test)",
+                       xlabel: str = "NLL (nats per example)", num_bins: int = 60,
+                       width: float = 6.4, panel_height: float = 2.2) -> np.ndarray:
+  """One panel per entry of `scores_out`: density histograms of `scores_in [N]` (blue) and
+  `scores_out[name] [M]` (orange) over their joint range, a shared x label, a legend, and
+  `titles[name]` above the panel (default the name).
+  Returns: uint8 RGB picture `[100·panel_height·panels, 100·width, 3]`.
+  """
+  if not scores_out:
+    raise ValueError("histograms_picture needs at least one set in scores_out")
+  scores_in = np.asarray(scores_in, np.float64)
+  figure = _figure(width, panel_height * len(scores_out))
+  panels = figure.subplots(len(scores_out), 1, squeeze=False)[:, 0]
+  for axes, (name, out) in zip(panels, scores_out.items()):
+    out = np.asarray(out, np.float64)
+    low, high = float(min(scores_in.min(), out.min())), float(max(scores_in.max(), out.max()))
+    edges = np.linspace(low, high if high > low else low + 1.0, num_bins + 1)
+    axes.hist(scores_in, edges, density=True, color=TRAIN_COLOR, alpha=0.55, label=in_label)
+    axes.hist(out, edges, density=True, color=VALID_COLOR, alpha=0.55, label=name)
+    axes.set_title((titles or {}).get(name, name), fontsize=10)
+    axes.set_ylabel("density")
+    axes.legend(fontsize=8, loc="upper right")
+  panels[-1].set_xlabel(xlabel)
+  return _to_rgb(figure)
+
+
+# ------------------------------------------------------------ heat maps ---
+
+
+def heatmaps_picture(pixels: np.ndarray, heat: np.ndarray, *, low: float, high: float,
+                     num_columns: int = 4, label: str = "NLL of the pixel (nats)",
+                     title: str | None = None) -> np.ndarray:
+  """Each image of `pixels [N, H, W, 3]` (uint8) beside its heat map `heat [N, H, W]`, on one
+  colour scale from `low` to `high` (inferno: dark = low, bright = high) with a colour bar.
+  Returns: uint8 RGB picture."""
+  num = len(pixels)
+  num_rows = -(-num // num_columns)
+  figure = _figure(1.3 * 2 * num_columns + 1.0, 1.35 * num_rows + (0.4 if title else 0.1))
+  grid = figure.subplots(num_rows, 2 * num_columns, squeeze=False)
+  shown = None
+  for i, axes in enumerate(grid.reshape(num_rows, num_columns, 2).reshape(-1, 2)):
+    for a in axes:
+      a.set_axis_off()
+    if i >= num:
+      continue
+    axes[0].imshow(pixels[i], interpolation="nearest")
+    shown = axes[1].imshow(heat[i], cmap="inferno", vmin=low, vmax=high, interpolation="nearest")
+  figure.colorbar(shown, ax=grid, label=label, shrink=0.9)
+  if title:
+    figure.suptitle(title)
+  return _to_rgb(figure)
+
+
+# ---------------------------------------------------------------- grids ---
+
+
+def labelled_grid_picture(rows: np.ndarray, *, row_labels: list[str] | None = None,
+                          caption: str | None = None, zoom: float = 0.9) -> np.ndarray:
+  """A grid of images `rows [R, K, H, W, C]` (uint8; C = 1 or 3), one image per cell, each
+  row's label at its left and `caption` above.
+  Returns: uint8 RGB picture."""
+  rows = np.asarray(rows)
+  num_rows, num_columns = rows.shape[:2]
+  label_width = 1.3 if row_labels else 0.0
+  figure = _figure(label_width + zoom * num_columns, zoom * num_rows + (0.35 if caption else 0.05))
+  cells = figure.subplots(num_rows, num_columns, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04})
+  for r in range(num_rows):
+    for k in range(num_columns):
+      image = rows[r, k]
+      cells[r, k].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
+                         interpolation="nearest")
+      cells[r, k].set_xticks([])
+      cells[r, k].set_yticks([])
+    if row_labels:
+      cells[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
+  if caption:
+    figure.suptitle(caption, fontsize=10)
+  return _to_rgb(figure)
+
+
+def captioned_picture(picture: np.ndarray, caption: str, *, scale: float = 3.0) -> np.ndarray:
+  """The uint8 picture `[H, W(, 3)]` (e.g. a sample grid), enlarged `scale` times without
+  smoothing, under a one-line `caption`. Returns: uint8 RGB picture."""
+  height, width = picture.shape[:2]
+  figure = _figure(max(scale * width / _DPI, 3.0), scale * height / _DPI + 0.35)
+  axes = figure.add_subplot()
+  axes.imshow(picture if picture.ndim == 3 else picture, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+  axes.set_axis_off()
+  axes.set_title(caption, fontsize=9)
+  return _to_rgb(figure)

@@ -36,6 +36,7 @@ to train data-parallel, place `state` replicated and the data sharded with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -239,6 +240,7 @@ def _prepare(config: config_lib.Config, workdir: pathlib.Path, start_time: float
   tx, schedule = make_optimizer(config.optim, steps_per_epoch, run_epochs(train_config, steps_per_epoch),
                                 num_train=num_train)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  checkpoints.check_savable(params, f"model ({type(model).__name__})")
   state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
   if ema_decay:
     state["ema"] = jax.tree.map(jnp.copy, params)  # its own buffers: the step donates both
@@ -273,13 +275,14 @@ def _check_same_experiment(workdir: pathlib.Path, saved_config: dict) -> None:
 
 
 def _start(run: _Run, saved_config: dict) -> None:
-  """Writes config.json, then resumes from `latest` or warm-starts from `train.init_from`."""
-  run.workdir.mkdir(parents=True, exist_ok=True)
-  if sharding.is_writer():
-    run_info.write_json(run.workdir / "config.json", saved_config)
-  if (previous := checkpoints.manager(run.workdir, "latest")).latest_step() is not None:
-    run.loop, restored = checkpoints.restore(previous, params=run.state["params"],
+  """Resumes from `latest` (its newest sound step) or warm-starts from `train.init_from`, then
+  writes config.json: a resume or warm start that fails leaves the workdir as it was."""
+  if (run.workdir / "checkpoints" / "latest").is_dir() and (
+      previous := checkpoints.manager(run.workdir, "latest")).latest_step() is not None:
+    run.loop, restored = checkpoints.restore(previous, fall_back=True, params=run.state["params"],
                                              optimizer=checkpoints.optimizer_items(run.state))
+    checkpoints.drop_steps_after(previous, run.loop["epoch"])
+    previous.close()
     run.state = {"params": restored["params"], **restored["optimizer"]}
     run.earlier_wall_seconds = run.loop.get("wall_seconds", 0.0)  # 0 in checkpoints older than this
     print(f"Resuming from {run.workdir / 'checkpoints/latest'} after epoch {run.loop['epoch']}", flush=True)
@@ -288,6 +291,9 @@ def _start(run: _Run, saved_config: dict) -> None:
     if "ema" in run.state:
       run.state["ema"] = jax.tree.map(jnp.copy, run.state["params"])
     print(f"Starting from the best parameters of {init_from}", flush=True)
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  if sharding.is_writer():
+    run_info.write_json(run.workdir / "config.json", saved_config)
 
 
 def _open_metrics(run: _Run):
@@ -316,10 +322,11 @@ def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_
     if (i + 1) % log_every == 0 or i + 1 == len(batches):
       recent = float(jnp.mean(jnp.stack(losses[-log_every:])))
       if not math.isfinite(recent):
+        kept = (f"The last good checkpoint (epoch {saved_epoch}) in {run.workdir / 'checkpoints'} is "
+                "untouched." if saved_epoch else "No checkpoint had been saved yet.")
         raise NonFiniteLossError(
-            f"Training loss became {recent} at epoch {epoch}, step {int(run.state['step'])}. "
-            f"The last good checkpoint (epoch {saved_epoch}) in {run.workdir / 'checkpoints'} is "
-            "untouched. Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
+            f"Training loss became {recent} at epoch {epoch}, step {int(run.state['step'])}. {kept} "
+            "Lower optim.learning_rate or set optim.grad_clip_norm, then rerun "
             "with a new workdir (or delete checkpoints/latest to restart this one).")
       progress.set_postfix(nll=f"{recent:.2f}")
   return float(jnp.mean(jnp.stack(losses)))
@@ -392,8 +399,8 @@ def _train_epochs(run: _Run, sample_key) -> dict:
           batch_size=train_config.eval_batch_size, precision=train_config.valid_precision,
           placement=run.placement)))
       if not math.isfinite(valid_nll):
-        raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; "
-                                 f"the checkpoint of epoch {saved_epoch} is kept.")
+        raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; " + (
+            f"the checkpoint of epoch {saved_epoch} is kept." if saved_epoch else "no checkpoint had been saved yet."))
       improved = valid_nll < loop["best_valid_nll"]
       loop.update(epoch=epoch, bad_epochs=0 if improved else loop["bad_epochs"] + 1,
                   wall_seconds=run.earlier_wall_seconds + time.time() - run.start_time)
@@ -433,11 +440,16 @@ def _train_epochs(run: _Run, sample_key) -> dict:
       if stopped["stopped_for_time"]:
         print(f"Stopping: the time budget of {train_config.max_train_minutes} min is spent", flush=True)
         break
+  except BaseException:
+    # The last save completes and Orbax's threads end, or they would keep the process alive;
+    # the training error, not a failure to close, is the one to report.
+    with contextlib.suppress(Exception):
+      checkpoints.close(latest, best)
+    raise
   finally:
     metrics_file.close()
     writer.close()
-    for manager in (latest, best):  # also on an error: the last save completes, none is lost
-      manager.wait_until_finished()
+  checkpoints.close(latest, best)
   return stopped
 
 
@@ -446,8 +458,9 @@ def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides:
   """The test NLL of the `best` checkpoint, written with the run's figures to results.json."""
   config, dataset, contexts, loop = run.config, run.dataset, run.contexts, run.loop
   eval_batch_size = config.train.eval_batch_size
-  best_meta, restored = checkpoints.restore(checkpoints.manager(run.workdir, "best"),
-                                            params=run.state["params"])
+  best_manager = checkpoints.manager(run.workdir, "best", create=False)
+  best_meta, restored = checkpoints.restore(best_manager, params=run.state["params"])
+  best_manager.close()
   model = nnx.merge(run.graphdef, restored["params"], run.rest)
   test_log_prob = evaluation.dataset_log_prob(model, dataset.splits["test"], context=contexts["test"],
                                               batch_size=eval_batch_size, placement=run.placement)

@@ -6,9 +6,9 @@
 
 Writes RESULTS_DIR/uses_NAME.json and three pictures into DOCS_DIR:
   NAME_ood_histogram.png     NLL histograms, test set (blue) against each OOD set (orange),
-                             one panel per set (`arjax.uses.histogram_picture`);
-  NAME_inpaint_top_half.png  one column per test image: top half observed (rest grey),
-                             4 completions, the original (`arjax.uses.inpainting_picture`);
+                             one panel per set with its AUROC (`arjax.uses.histogram_picture`);
+  NAME_inpaint_top_half.png  one column per test image, labelled rows: top half observed (rest
+                             grey), 4 completions, the original (`arjax.uses.inpainting_picture`);
   NAME_training_curves.png   train (blue) / valid (orange) NLL per epoch, best valid epoch red
                              (`arjax.plots.training_curves_picture`).
 and prints markdown tables (OOD set | AUROC | AUPR | FPR@95, and the probe accuracies) to paste
@@ -75,9 +75,9 @@ def _timed(part, *args) -> dict:
 
 def curves_part(args, png: pathlib.Path) -> dict:
   records = plots.read_metrics(args.workdir)
-  axes = plots.training_curves_axes(records)
+  best_epoch, best_valid_nll = plots.best_epoch(records)
   return {"png": str(plots.save_training_curves(args.workdir, png)), "epochs_recorded": len(records),
-          "axes": axes, "command": _command("python", "-m", "arjax", "curves", args.workdir, "--out", png)}
+          "best_epoch": best_epoch, "best_valid_nll": best_valid_nll, "command": _command("python", "-m", "arjax", "curves", args.workdir, "--out", png)}
 
 
 def ood_part(args, loaded, background, png: pathlib.Path) -> dict:
@@ -139,8 +139,9 @@ def inpaint_part(args, loaded, png: pathlib.Path) -> dict:
   observed = uses.observed_mask(INPAINT_MASK, dataset.image_shape, len(x), seed=args.seed)  # [N, D]
   completions = uses.inpaint(model, jax.random.key(args.seed), x, observed,
                              num_completions=INPAINT_COMPLETIONS)  # [C, N, D]
-  iio.imwrite(png, uses.inpainting_picture(x, observed, completions, dataset.image_shape,
-                                           num_levels=dataset.num_levels))
+  iio.imwrite(png, uses.inpainting_picture(
+      x, observed, completions, dataset.image_shape, num_levels=dataset.num_levels,
+      caption=f"{type(model).__name__}: {INPAINT_MASK} observed, {INPAINT_COMPLETIONS} completions"))
   return {"png": str(png), "mask": INPAINT_MASK, "num": len(x), "completions": INPAINT_COMPLETIONS,
           "rows": "observed pixels (rest grey) / completions / original",
           "exact_conditioning": marginals.is_exact(model, observed),

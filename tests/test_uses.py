@@ -1,5 +1,4 @@
-"""The uses (arjax/uses.py) and their commands, on one tiny model trained once for the module;
-the training curves (arjax/plots.py) on hand-written metrics."""
+"""The uses (arjax/uses/) and their commands, on one tiny model trained once for the module."""
 
 import dataclasses
 import json
@@ -10,7 +9,7 @@ import pytest
 
 from arjax import __main__ as cli
 from arjax import config as config_lib
-from arjax import checkpoints, data, models, plots, train, uses
+from arjax import checkpoints, data, models, train, uses
 
 
 def _stripes(num, rng):
@@ -90,13 +89,6 @@ def test_score_rejects_data_of_another_shape(model_and_data, tmp_path):
   np.savez(tmp_path / "small.npz", train=small, valid=small, test=small)
   with pytest.raises(ValueError, match=r"shape \(49,\)"):
     uses.load_data_like(config.data, model, str(tmp_path / "small.npz"))
-
-
-def test_heat_colors_run_dark_to_bright():
-  colors = uses.heat_colors(np.linspace(-1.0, 3.0, 9), low=0.0, high=2.0).astype(int)
-  np.testing.assert_array_equal(colors[0], [0, 0, 4])
-  np.testing.assert_array_equal(colors[-1], [252, 255, 164])
-  assert np.all(np.diff(colors.sum(1)) >= 0)
 
 
 # -------------------------------------------------------------------- OOD ---
@@ -248,79 +240,10 @@ def test_inpaint_command_writes_a_grid(trained, tmp_path, capsys):
   result = _last_json(capsys)
   assert result["exact_conditioning"] is False and "prefix" in result["note"]
   import imageio.v3 as iio
-  assert iio.imread(out).shape == ((6 + 1) * 4 + 1, (6 + 1) * 4 + 1)  # rows: masked, 2 completions, original
+  picture = iio.imread(out)
+  assert picture.ndim == 3 and picture.shape[0] > 4 * 20 and picture.shape[1] > 4 * 20  # 4 labelled rows
   with pytest.raises(ValueError, match="Unknown mask"):
     uses.observed_mask("diagonal", (6, 6, 1), 2)
-
-
-# ----------------------------------------------------------------- curves ---
-
-
-def _records(valid, train=None):
-  train = train if train is not None else [v + 5.0 for v in valid]
-  return [{"epoch": e + 1, "train_nll": t, "valid_nll": v, "best_valid_nll": min(valid[:e + 1]),
-           "learning_rate": 1e-3, "epoch_seconds": 1.0} for e, (t, v) in enumerate(zip(train, valid))]
-
-
-def _pixels_of(picture, color):
-  """(rows, columns) of the pixels of exactly `color`."""
-  return np.nonzero(np.all(picture == np.array(color, np.uint8), axis=-1))
-
-
-def test_training_curves_mark_the_best_valid_epoch():
-  records = _records([120.0, 100.0, 90.0, 95.0, 97.0])
-  picture = plots.training_curves_picture(records, width=320, height=200)
-  assert picture.shape == (200, 320, 3) and picture.dtype == np.uint8
-  for color in (plots.TRAIN_COLOR, plots.VALID_COLOR):
-    assert len(_pixels_of(picture, color)[0]) > 100  # a drawn curve, not a stray pixel
-  axes = plots.training_curves_axes(records)
-  assert axes["best_epoch"] == 3 and axes["best_valid_nll"] == 90.0
-  assert axes["epoch_ticks"] == [1, 2, 3, 4, 5] and axes["nll_nats"] == [90.0, 125.0]
-  # The red dot: at epoch 3 of 1..5, the middle of the x axis, and at the lowest NLL, near the bottom.
-  rows, columns = _pixels_of(picture, plots.BEST_COLOR)
-  left, right, top, bottom = plots._MARGINS
-  assert 20 < len(rows) < 100
-  assert abs(columns.mean() - (left + 320 - 1 - right) / 2) < 1.5
-  assert rows.mean() > 200 - bottom - 2 * plots._INSET
-
-
-def test_training_curves_of_one_epoch_flat_and_nan_values():
-  one = plots.training_curves_picture(_records([343.4], train=[455.1]))
-  rows, columns = _pixels_of(one, plots.BEST_COLOR)
-  assert len(rows) > 0 and abs(columns.mean() - one.shape[1] / 2) < 15  # the one epoch in the middle
-  assert len(_pixels_of(one, plots.TRAIN_COLOR)[0]) > 0  # the train point shows as a dot
-  flat = plots.training_curves_axes(_records([7.0, 7.0, 7.0], train=[7.0, 7.0, 7.0]))
-  assert flat["nll_nats"] == [6.5, 7.5] and flat["best_epoch"] == 1
-  with_nan = _records([100.0, np.nan, 90.0])
-  assert plots.training_curves_axes(with_nan)["best_epoch"] == 3
-  assert plots.training_curves_picture(with_nan).dtype == np.uint8
-  with pytest.raises(ValueError, match="at least one epoch"):
-    plots.training_curves_picture([])
-
-
-def test_save_training_curves_reads_metrics_of_a_resumed_run(tmp_path, capsys):
-  # A resumed run writes epoch 2 again; a killed run may leave half a line at the end.
-  lines = [json.dumps(r) for r in _records([100.0, 80.0, 85.0])]
-  lines.insert(1, json.dumps(_records([100.0, 99.0])[1]))  # epoch 2 before the crash, redone after
-  (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 4, "train')
-  records = plots.read_metrics(tmp_path)
-  assert [r["epoch"] for r in records] == [1, 2, 3] and records[1]["valid_nll"] == 80.0
-  path = plots.save_training_curves(tmp_path)
-  assert path == tmp_path / "training_curves.png"
-  import imageio.v3 as iio
-  assert iio.imread(path).shape == (400, 640, 3)
-  assert cli.main(["curves", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
-  assert capsys.readouterr().out.strip() == str(tmp_path / "c.png") and (tmp_path / "c.png").exists()
-
-
-def test_curves_without_metrics_say_to_train_first(tmp_path, capsys):
-  with pytest.raises(ValueError, match=r"No metrics.jsonl.*python -m arjax train"):
-    plots.save_training_curves(tmp_path)
-  (tmp_path / "metrics.jsonl").write_text("\n")
-  with pytest.raises(ValueError, match=r"no epoch yet.*python -m arjax train"):
-    plots.read_metrics(tmp_path)
-  assert cli.main(["curves", str(tmp_path / "missing")]) == 2
-  assert "python -m arjax train" in capsys.readouterr().err
 
 
 def test_uses_report_records_every_part_and_goes_on_after_a_failure(trained, tmp_path, capsys):

@@ -107,10 +107,6 @@ def ood_inputs(name: str, test: np.ndarray, *, model, data_config: data_lib.Data
                      f"and not a dataset that can be loaded ({e})") from e
 
 
-_IN_COLOR = np.array([31, 119, 180], np.float32)  # blue
-_OUT_COLOR = np.array([255, 127, 14], np.float32)  # orange
-
-
 def ood_scores(model, x: np.ndarray, background=None) -> tuple[np.ndarray, np.ndarray | None]:
   """(NLL `[N]` of `x` under `model`, and NLL_model − NLL_background `[N]`, the likelihood ratio of
   Ren et al. 2019, or None without a background model)."""
@@ -136,30 +132,20 @@ def ood_note(background: bool) -> str:
 
 
 def histogram_picture(scores_in: np.ndarray, scores_out: dict[str, np.ndarray], *, num_bins: int = 60,
-                      width: int = 480, panel_height: int = 120) -> tuple[np.ndarray, list[dict]]:
-  """One panel per OOD set: histograms of `scores_in [N]` (blue) and `scores_out[name] [M]`
-  (orange), as fractions of each set per bin, blended where they overlap.
+                      xlabel: str = "NLL (nats per example)") -> tuple[np.ndarray, list[dict]]:
+  """One panel per OOD set: density histograms of `scores_in [N]` (blue, the in-distribution
+  test set) and `scores_out[name] [M]` (orange) over their joint range, with the NLL axis, a
+  legend, and the set's AUROC (`ood_metrics`, OOD positive) in the panel's title.
 
-  Each panel's x axis runs over the two sets' joint range (the picture has no text; the
-  returned list gives each panel's set name and range).
-  Returns: (uint8 RGB picture `[panels·(panel_height+2), width, 3]`, [{"ood", "range"}, ...]).
+  Returns: (uint8 RGB picture `[H, W, 3]`, [{"ood", "range", "auroc"}, ...] per panel).
   """
-  panels, legend = [], []
+  from arjax import plots
+
+  legend, titles = [], {}
   for name, out in scores_out.items():
-    low = float(min(np.min(scores_in), np.min(out)))
-    high = float(max(np.max(scores_in), np.max(out)))
-    high = high if high > low else low + 1.0
-    edges = np.linspace(low, high, num_bins + 1)
-    panel = np.full((panel_height, width, 3), 255.0, np.float32)
-    fractions = [np.histogram(s, edges)[0] / max(len(s), 1) for s in (scores_in, out)]
-    tallest = max(f.max() for f in fractions)
-    columns = np.minimum((np.arange(width) * num_bins) // width, num_bins - 1)  # bin of each column
-    rows = np.arange(panel_height)[:, None]  # [H, 1]; row 0 is the top
-    for fraction, color in zip(fractions, (_IN_COLOR, _OUT_COLOR)):
-      bar_height = np.round(fraction[columns] / tallest * (panel_height - 4)).astype(int)  # [W]
-      inside = rows >= panel_height - bar_height[None, :]  # [H, W]
-      panel[inside] = 0.5 * panel[inside] + 0.5 * color
-    panel[-1] = 0.0  # the baseline
-    panels += [panel, np.full((2, width, 3), 160.0, np.float32)]
-    legend.append({"ood": name, "range": [low, high]})
-  return np.round(np.concatenate(panels)).astype(np.uint8), legend
+    auroc = ood_metrics(scores_in, out)["auroc"]
+    titles[name] = f"{name}: AUROC {auroc:.3f}"
+    legend.append({"ood": name, "auroc": auroc,
+                   "range": [float(min(np.min(scores_in), np.min(out))), float(max(np.max(scores_in), np.max(out)))]})
+  picture = plots.histograms_picture(scores_in, scores_out, titles=titles, xlabel=xlabel, num_bins=num_bins)
+  return picture, legend

@@ -83,38 +83,24 @@ def summarize(nll: np.ndarray) -> dict:
           "std_nll_nats": float(nll.std()), "count": int(nll.size)}
 
 
-# Anchors of a perceptually ordered black→purple→red→orange→pale-yellow map (like matplotlib's
-# "inferno"), so that brighter always means more surprising, also in greyscale print.
-_HEAT_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
-                         np.float32)
-
-
-def heat_colors(values: np.ndarray, *, low: float, high: float) -> np.ndarray:
-  """`values [...]` → uint8 RGB `[..., 3]`: `low` black, `high` pale yellow, clipped outside."""
-  t = np.clip((np.asarray(values, np.float32) - low) / max(high - low, 1e-8), 0.0, 1.0)
-  stops = np.linspace(0.0, 1.0, len(_HEAT_ANCHORS))
-  rgb = np.stack([np.interp(t, stops, _HEAT_ANCHORS[:, c]) for c in range(3)], axis=-1)
-  return np.round(rgb).astype(np.uint8)
-
-
 def heatmap_picture(x: np.ndarray, per_dim_nll: np.ndarray, image_shape, *, num_levels: int | None,
-                    num_columns: int = 4, zoom: int = 4) -> tuple[np.ndarray, tuple[float, float]]:
-  """Each image next to the heat map of its per-pixel NLL, on one colour scale for all.
+                    num_columns: int = 4, title: str | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+  """Each image next to the heat map of its per-pixel NLL, on one colour scale for all, with a
+  colour bar in nats (inferno: dark = unsurprising, bright = surprising).
 
   Args:
     x: `[N, D]` images; per_dim_nll: `[N, D]` nats (summed over channels per pixel).
     image_shape: `[H, W, C]`.
   Returns:
-    (uint8 picture `[rows·(zoom·H+1)+1, cols·(2·zoom·W+1)+1, 3]`, (low, high) nats of the scale).
+    (uint8 RGB picture `[H', W', 3]`, (low, high) nats of the colour scale).
   """
+  from arjax import plots
+
   height, width, channels = image_shape
   pixels = images.to_uint8(x, num_levels).reshape(-1, height, width, channels)  # [N, H, W, C]
   if channels == 1:
     pixels = np.repeat(pixels, 3, axis=-1)  # [N, H, W, 3]
   nll = np.asarray(per_dim_nll).reshape(-1, height, width, channels).sum(-1)  # [N, H, W]
   low, high = min(0.0, float(nll.min())), float(nll.max())
-  pairs = np.concatenate([pixels, heat_colors(nll, low=low, high=high)], axis=2)  # [N, H, 2W, 3]
-  pairs = pairs.repeat(zoom, axis=1).repeat(zoom, axis=2)  # [N, zH, 2zW, 3]
-  picture = images.grid(pairs.reshape(len(pairs), -1), (zoom * height, 2 * zoom * width, 3),
-                        num_columns=num_columns)
+  picture = plots.heatmaps_picture(pixels, nll, low=low, high=high, num_columns=num_columns, title=title)
   return picture, (low, high)

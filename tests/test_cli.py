@@ -1,0 +1,122 @@
+"""The command line explains itself (experiments listed, every config field shown with its type,
+value and comment, defaults in every help), and `train EXP --data my.npz` with the step-based
+cadence of the generic experiments: validation every N steps, a run length in steps."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from arjax import __main__ as cli
+from arjax import config as config_lib
+
+
+def _help(capsys, *argv) -> str:
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([*argv, "--help"])
+  assert exit_info.value.code == 0
+  return capsys.readouterr().out
+
+
+def test_train_help_lists_every_experiment_with_its_summary(capsys):
+  text = _help(capsys, "train")
+  experiments = config_lib.list_experiments()
+  assert {"nade", "made", "fvsbn", "nade_binarized_mnist"} <= {name for name, _ in experiments}
+  for name, summary in experiments:
+    assert name in text and summary.split()[0] in text
+  assert "--data PATH" in text
+
+
+@pytest.mark.parametrize("command", ["train", "show", "eval", "sample", "curves", "score", "ood",
+                                     "probe", "inpaint", "classify"])
+def test_every_subcommand_help_shows_defaults(capsys, command):
+  text = _help(capsys, command)
+  assert "default" in text
+
+
+def test_show_prints_every_field_with_type_value_and_comment(capsys):
+  assert cli.main(["show", "nade", "optim.learning_rate=0.01"]) == 0
+  text = capsys.readouterr().out
+  _, config = config_lib.load_experiment("nade")
+  rows = config_lib.describe(config)
+  leaves = [row for row in rows if row[2]]
+  assert len(leaves) > 30
+  for path, kind, value, comment in leaves:
+    assert f"{path}: {kind} = " in text, path
+    assert comment, f"{path} has no comment in its dataclass"
+  assert "optim.learning_rate: float = 0.01" in text  # the override is applied
+  assert "peak Adam learning rate" in text
+  assert "train.num_steps: int | None = 10000" in text
+
+
+def test_field_comments_come_from_the_line_or_the_lines_above():
+  comments = config_lib._field_comments(config_lib.TrainConfig)
+  assert comments["batch_size"] == "examples per Adam step"  # at the end of the line
+  assert comments["num_steps"].startswith("The run's length in Adam steps")  # above the field
+  assert set(comments) == {f for f in config_lib.TrainConfig.__dataclass_fields__}
+
+
+def test_show_of_an_unknown_experiment_is_a_clear_error(capsys):
+  assert cli.main(["show", "no_such_experiment"]) == 2
+  assert "known experiments" in capsys.readouterr().err
+
+
+def test_train_with_data_validates_every_n_steps(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  rows = (rng.random((260, 20)) < np.linspace(0.1, 0.9, 20)).astype(np.uint8)  # D = 20: not images
+  np.savez(tmp_path / "mine.npz", train=rows[:200], valid=rows[200:230], test=rows[230:])
+  workdir = tmp_path / "run"
+  # 200 rows, batch 50: 4 steps per epoch; 30 steps = 8 epochs; a validation after every
+  # epoch that completes 10 steps since the last one (epochs 3, 6) and at the end (epoch 8).
+  argv = ["train", "nade:smoke", "--data", str(tmp_path / "mine.npz"), "--workdir", str(workdir),
+          "train.num_steps=30", "train.eval_every_steps=10", "train.patience=None"]
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [3, 6, 8]
+  assert [r["step"] for r in records] == [12, 24, 32]
+  assert "\r" not in out and out.count("epoch ") >= 3  # one plain line per validation
+  assert "not images" in out  # said once, no sample grid
+  assert not (workdir / "samples").exists()
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["overrides"][0] == f"data.name={tmp_path / 'mine.npz'}"
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["epochs_run"] == 8 and np.isfinite(results["test_nll_nats"])
+  # `sample` says the data are not images and writes .npy.
+  assert cli.main(["sample", str(workdir), "--num", "5", "--out", str(tmp_path / "s.png")]) == 0
+  captured = capsys.readouterr()
+  assert "not images" in captured.err
+  assert np.load(tmp_path / "s.npy").shape == (5, 20)
+
+
+def test_schedule_spans_the_run_length_in_steps():
+  from arjax import train
+
+  optim = config_lib.OptimConfig(learning_rate=1.0, schedule="cosine")
+  steps = config_lib.TrainConfig(num_steps=1000)
+  for steps_per_epoch in (3, 40, 500):  # the same run length on data of any size
+    epochs = train.run_epochs(steps, steps_per_epoch)
+    assert epochs * steps_per_epoch >= 1000 > (epochs - 1) * steps_per_epoch
+    _, schedule = train.make_optimizer(optim, steps_per_epoch, epochs)
+    assert float(schedule(500)) == pytest.approx(0.5, abs=0.01)
+  assert train.run_epochs(config_lib.TrainConfig(num_epochs=7), 3) == 7
+
+
+def test_prior_l2_is_scaled_by_the_training_set_size():
+  import jax.numpy as jnp
+  from arjax import train
+
+  optim = config_lib.OptimConfig(learning_rate=1.0, prior_l2=10.0)
+  params = {"w": jnp.array([-1.0])}
+  grads = {"w": jnp.array([0.05])}  # the data's gradient pushes w down
+  directions = {}
+  for num_train in (10, 1000):
+    tx, _ = train.make_optimizer(optim, 1, 1, num_train=num_train)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    directions[num_train] = float(jnp.sign(updates["w"][0]))
+  # Adam's first step is the sign of 0.05 + (10 / N)·w: the prior wins on 10 rows (w moves up,
+  # towards 0) and loses on 1000 (the data's gradient moves it down).
+  assert directions == {10: 1.0, 1000: -1.0}
+  with pytest.raises(ValueError, match="num_train"):
+    train.make_optimizer(optim, 1, 1)
