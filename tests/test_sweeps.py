@@ -105,3 +105,56 @@ def test_smoke_sweep_trains_skips_finished_points_and_reports_sorted_by_valid(sw
   markdown = (root / "sweep_report.md").read_text()
   assert f"Best point (lowest validation NLL): `{rows[0]['point']}`" in markdown
   assert json.loads((root / "sweep_report.json").read_text())["best"] == rows[0]["point"]
+
+
+def _tiny_config(path, **optim):
+  from arjax import config as config_lib
+  from arjax import data, models
+
+  return config_lib.Config(
+      data=data.DataConfig(name=str(path)), model=models.NADEConfig(num_hidden=8),
+      optim=config_lib.OptimConfig(**{"learning_rate": 1e-2, **optim}),
+      train=config_lib.TrainConfig(batch_size=50, num_epochs=2, eval_batch_size=50, num_samples=0))
+
+
+def test_vmapped_seeds_train_like_the_loop_one_seed_at_a_time(sweep_file, tmp_path):
+  import numpy as np
+
+  from arjax import seeds, train
+
+  config = _tiny_config(tmp_path / "stripes.npz", schedule="exponential", decay_rate=0.9)
+  together = seeds.train_vmapped(config, [0, 5], learning_rates=[1e-2, 3e-2])
+  # Seed 0 at the config's rate is what the training loop gives for train.seed=0.
+  loop = train.train_and_evaluate(config, tmp_path / "loop")
+  metrics = [json.loads(line) for line in (tmp_path / "loop" / "metrics.jsonl").read_text().splitlines()]
+  np.testing.assert_allclose(np.array(together["train_nll"])[:, 0], [m["train_nll"] for m in metrics],
+                             rtol=1e-5)
+  np.testing.assert_allclose(np.array(together["valid_nll"])[:, 0], [m["valid_nll"] for m in metrics],
+                             rtol=1e-5)
+  # Seed 5 at 3e-2 alone (its rate as the config's): the scaled update is the same update.
+  alone = seeds.train_vmapped(_tiny_config(tmp_path / "stripes.npz", learning_rate=3e-2,
+                                           schedule="exponential", decay_rate=0.9), [5])
+  np.testing.assert_allclose(np.array(together["train_nll"])[:, 1], np.array(alone["train_nll"])[:, 0],
+                             rtol=1e-5)
+  np.testing.assert_allclose(together["test_nll"][1], alone["test_nll"][0], rtol=1e-5)
+  assert together["test_nll"][0] != pytest.approx(together["test_nll"][1])  # different models
+  assert loop["epochs_run"] == 2
+
+
+def test_vmapped_seeds_refuse_what_they_cannot_do(sweep_file, tmp_path):
+  from arjax import seeds
+
+  config = _tiny_config(tmp_path / "stripes.npz")
+  with pytest.raises(ValueError, match="distinct"):
+    seeds.train_vmapped(config, [1, 1])
+  with pytest.raises(ValueError, match="one per seed"):
+    seeds.train_vmapped(config, [0, 1], learning_rates=[1e-3])
+
+
+def test_train_seeds_on_the_command_line_writes_one_result_per_seed(sweep_file, tmp_path):
+  workdir = tmp_path / "seeds"
+  assert cli.main(["train", str(sweep_file), "--workdir", str(workdir), "--seeds", "2",
+                   "--learning-rates", "0.01,0.03", "train.num_epochs=1", "train.seed=3"]) == 0
+  saved = json.loads((workdir / "seeds.json").read_text())
+  assert saved["seeds"] == [3, 4] and saved["learning_rates"] == [0.01, 0.03]
+  assert len(saved["test_nll"]) == 2 and len(saved["valid_nll"]) == 1
