@@ -86,6 +86,11 @@ class TrainConfig:
   # set). For small data, whose epochs are a few steps, so that training is not mostly checks.
   eval_every_steps: int | None = None
   eval_every_seconds: float | None = None  # likewise after this many seconds since the last validation
+  # Families with their own training objective (deep order-agnostic NADE): validate, and pick
+  # `best`, on the exact NLL of the ensemble of this many orderings on the first
+  # valid_exact_examples validation examples, instead of on the objective (0: the objective).
+  valid_exact_orderings: int = 0
+  valid_exact_examples: int = 1000  # validation examples of that exact NLL (it costs D passes each)
   max_train_minutes: float | None = None  # wall-clock budget of one invocation: stop after the epoch that passes it, then test
   init_from: str | None = None  # warm start: a training workdir whose best parameters start this run (fresh optimizer)
   # Data parallel (arjax.sharding): every step's and evaluation's batch is split over this many
@@ -119,6 +124,8 @@ TRAIN_RULES = {
     "log_every": validation.integer(minimum=1),
     "eval_every_steps": validation.optional(validation.integer(minimum=1)),
     "eval_every_seconds": validation.optional(validation.real(minimum=0, above=True)),
+    "valid_exact_orderings": validation.integer(minimum=0),
+    "valid_exact_examples": validation.integer(minimum=1),
     "max_train_minutes": validation.optional(validation.real(minimum=0, above=True)),
     "init_from": validation.optional(validation.instance(str, "a workdir path (str)")),
     "num_devices": validation.optional(validation.integer(minimum=1)),

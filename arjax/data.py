@@ -44,6 +44,7 @@ import os
 import pathlib
 import socket
 import struct
+import warnings
 import zipfile
 from typing import Literal
 
@@ -201,7 +202,10 @@ def _load_npz(path: pathlib.Path):
     raise ValueError(f"{path} is not an .npz file (a zip archive of arrays, as np.savez writes); "
                      f"expected arrays {[sorted(l.values()) for l in _NPZ_LAYOUTS][0]} or another "
                      "layout of DataConfig's docstring")
-  with np.load(path) as archive:
+  # The MADE authors' binarized_mnist.npz was written by Python 2's NumPy; reading it again
+  # works, and NumPy's advice to save it again would reach the user on every load.
+  with np.load(path) as archive, warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*created on Python 2", category=UserWarning)
     keys = set(archive.files)
     for layout in _NPZ_LAYOUTS:
       if {layout["train"], layout["test"]} <= keys:

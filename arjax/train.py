@@ -1,9 +1,14 @@
 """The one training loop: `train_and_evaluate(config, workdir)`.
 
 Maximum likelihood with optax; the data sit on the device and each jitted step
-gathers its batch there. Every epoch: validation NLL, metrics (JSON lines and
-TensorBoard), a PNG grid of samples, and Orbax checkpoints — `latest` (for
-resuming) and `best` (lowest validation NLL, for evaluation). Early stopping on
+gathers its batch there. Every epoch — or, with `train.eval_every_steps` /
+`eval_every_seconds`, after the epoch that completes that many steps or seconds since
+the last, for small data whose epochs are a few steps: validation NLL, metrics (JSON
+lines and TensorBoard), a PNG grid of samples, and Orbax checkpoints — `latest` (for
+resuming) and `best` (lowest validation NLL, for evaluation). The run's length is
+`train.num_epochs`, or `train.num_steps` steps (schedules then span the same steps on
+any data size). On a terminal a progress bar shows the steps; in a log file there is one
+plain line per validation. Early stopping on
 validation; at the end the best checkpoint's test NLL goes into `results.json`.
 Running again on the same workdir resumes from `latest`.
 
@@ -332,6 +337,43 @@ def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_
   return float(jnp.mean(jnp.stack(losses)))
 
 
+def _validation(run: _Run) -> tuple[Callable[[], float], str, str | None]:
+  """(a function giving the current validation NLL, its label in the log, what it is for
+  metrics.jsonl or None for the exact NLL of the whole split).
+
+  The exact NLL, except for a family with its own training objective, whose objective under
+  fixed keys stands in (its exact NLL costs D passes) unless `train.valid_exact_orderings` K
+  asks for the exact NLL of a K-ordering ensemble on the first `train.valid_exact_examples`.
+  """
+  train_config = run.config.train
+  valid, context = run.dataset.splits["valid"], run.contexts["valid"]
+  options = {"batch_size": train_config.eval_batch_size, "precision": train_config.valid_precision,
+             "placement": run.placement}
+
+  def default():
+    return -float(np.mean(evaluation.validation_log_prob(run.model(), valid, context=context, **options)))
+
+  if not run.model().has_training_objective:
+    return default, "valid", None
+  if not (num_orderings := train_config.valid_exact_orderings):
+    return default, "valid objective", "training objective (an upper bound estimate), fixed key per batch"
+  if not hasattr(run.config.model, "num_masks"):
+    raise ValueError("train.valid_exact_orderings needs a family with several orderings (model.num_masks)")
+  ensemble_config = dataclasses.replace(run.config, model=dataclasses.replace(run.config.model,
+                                                                              num_masks=num_orderings))
+  graphdef, _, rest = nnx.split(experiment_lib.build_model(ensemble_config, run.dataset), nnx.Param, ...)
+  num = min(train_config.valid_exact_examples, len(valid))
+  subset_context = None if context is None else context[:num]
+
+  def exact():
+    ensemble = nnx.merge(graphdef, run.state[run.evaluated], rest)
+    return -float(np.mean(evaluation.dataset_log_prob(ensemble, valid[:num], context=subset_context,
+                                                      **options)))
+
+  return exact, f"valid exact ({num_orderings} orderings, {num} examples)", (
+      f"exact NLL of the {num_orderings}-ordering ensemble on the first {num} validation examples")
+
+
 def _validation_due(train_config: config_lib.TrainConfig, since_validation: dict) -> bool:
   """Whether the epoch just run ends with a validation: every epoch by default, or once
   `train.eval_every_steps` steps or `train.eval_every_seconds` seconds have passed since the last."""
@@ -367,7 +409,7 @@ def _train_epochs(run: _Run, sample_key) -> dict:
   stopped = {"stopped_early": run.patience_spent(), "stopped_for_time": False}
   last_epoch = loop["epoch"] if stopped["stopped_early"] else run_epochs(train_config, steps_per_epoch)
   saved_epoch = loop["epoch"]  # the epoch that checkpoints/latest holds
-  valid_label = "valid objective" if run.model().has_training_objective else "valid"
+  validate, valid_label, valid_metric = _validation(run)
   if run.dataset.image_shape is None and train_config.num_samples and loop["epoch"] < last_epoch:
     print(f"The data are not images (examples of shape {run.dataset.event_shape}): no sample grids; "
           "`python -m arjax sample WORKDIR` writes samples as .npy", flush=True)
@@ -394,10 +436,7 @@ def _train_epochs(run: _Run, sample_key) -> dict:
       since_validation.update(steps=0, time=time.time(), train_nll=[], seconds=0.0)
 
       model = run.model()
-      valid_nll = -float(np.mean(evaluation.validation_log_prob(
-          model, run.dataset.splits["valid"], context=run.contexts["valid"],
-          batch_size=train_config.eval_batch_size, precision=train_config.valid_precision,
-          placement=run.placement)))
+      valid_nll = validate()
       if not math.isfinite(valid_nll):
         raise NonFiniteLossError(f"Validation NLL is {valid_nll} at epoch {epoch}; " + (
             f"the checkpoint of epoch {saved_epoch} is kept." if saved_epoch else "no checkpoint had been saved yet."))
@@ -421,8 +460,8 @@ def _train_epochs(run: _Run, sample_key) -> dict:
                 "epoch_seconds": time.time() - epoch_start,
                 "train_seconds_since_last": epochs_seconds,
                 "validation_seconds": time.time() - validation_start}
-      if model.has_training_objective:
-        record["valid_metric"] = "training objective (an upper bound estimate), fixed key per batch"
+      if valid_metric:
+        record["valid_metric"] = valid_metric
       metrics_file.write(json.dumps(record) + "\n")
       metrics_file.flush()
       for name in ("train_nll", "valid_nll", "learning_rate"):
@@ -472,7 +511,7 @@ def _finish(run: _Run, stopped: dict, sample_key, *, experiment: str, overrides:
                                          placement=run.placement)
     extra["test_nll_single_mask_nats"] = -float(np.mean(single))
   if model.has_training_objective:
-    extra["valid_metric"] = "training objective (an upper bound estimate), fixed key per batch"
+    extra["valid_metric"] = _validation(run)[2]
   if model.context_size:
     extra["likelihood"] = ("class-conditional: NLLs are −log p(x | label); `python -m arjax classify` "
                            "gives the generative classifier's accuracy")

@@ -120,3 +120,50 @@ def test_prior_l2_is_scaled_by_the_training_set_size():
   assert directions == {10: 1.0, 1000: -1.0}
   with pytest.raises(ValueError, match="num_train"):
     train.make_optimizer(optim, 1, 1)
+
+
+def test_order_agnostic_nade_can_select_on_the_exact_nll_of_a_few_orderings(tmp_path, capsys):
+  from arjax import checkpoints, evaluation
+
+  rng = np.random.default_rng(1)
+  rows = (rng.random((120, 12)) < np.linspace(0.2, 0.8, 12)).astype(np.uint8)
+  np.savez(tmp_path / "mine.npz", train=rows[:80], valid=rows[80:100], test=rows[100:])
+  workdir = tmp_path / "run"
+  assert cli.main(["train", "eonade_binarized_mnist:smoke", "--data", str(tmp_path / "mine.npz"),
+                   "--workdir", str(workdir), "train.num_epochs=1", "train.valid_exact_orderings=2",
+                   "train.valid_exact_examples=15"]) == 0
+  assert "valid exact (2 orderings, 15 examples)" in capsys.readouterr().out
+  record = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+  assert "exact NLL of the 2-ordering ensemble" in record["valid_metric"]
+  model, _, dataset = checkpoints.load_trained_model(workdir, num_masks=2)
+  exact = -np.mean(evaluation.dataset_log_prob(model, dataset.splits["valid"][:15]))
+  assert record["valid_nll"] == pytest.approx(exact, rel=1e-5)
+
+
+def _python2_npy(array: np.ndarray) -> bytes:
+  """`array` as a version 1.0 .npy whose header writes the shape with Python 2's long suffix
+  (`(4L, 3L)`), as the MADE authors' binarized_mnist.npz does; NumPy reads it with a warning."""
+  shape = "(" + "".join(f"{n}L, " for n in array.shape).rstrip(", ") + ("," if array.ndim == 1 else "") + ")"
+  header = f"{{'descr': '{array.dtype.str}', 'fortran_order': False, 'shape': {shape}, }}"
+  header += " " * (63 - (10 + len(header)) % 64) + "\n"
+  return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + array.tobytes()
+
+
+def test_python2_npz_loads_without_numpys_warning(tmp_path):
+  import warnings
+  import zipfile
+
+  from arjax import data
+
+  rows = np.random.default_rng(0).integers(0, 2, (30, 16)).astype(np.float32)
+  path = tmp_path / "made_layout.npz"
+  with zipfile.ZipFile(path, "w") as archive:
+    for name, part in (("train_data", rows[:20]), ("valid_data", rows[20:25]), ("test_data", rows[25:])):
+      archive.writestr(f"{name}.npy", _python2_npy(part))
+  with pytest.warns(UserWarning, match="Python 2"):  # the file does carry the old header
+    with np.load(path) as archive:
+      archive["train_data"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    dataset = data.load_dataset(data.DataConfig(name=str(path)))
+  np.testing.assert_array_equal(dataset.splits["train"], rows[:20])
