@@ -8,7 +8,7 @@ the 2-core CPU (experiments/results/fvsbn_binarized_mnist.json). The penalty is
 a coupled L1 (optim.l1=1e-4: sparse logistic regressions, most pixels carry
 nothing about a given one), chosen on validation over L1 {3e-5, 6e-5, 1e-4,
 1.5e-4, 3e-4}, L2 {0, 5e-5, 1e-4, 2e-4, 3e-4, 1e-3} and L1 1e-4 + L2 3e-5
-(experiments/results/sweeps/fvsbn_binarized_mnist__*); the best L2 gave 97.86.
+(experiments/results/sweeps/fvsbn_binarized_mnist/fvsbn_binarized_mnist__*); the best L2 gave 97.86.
 Choosing the penalty per conditional on validation over all those runs
 (scripts/fvsbn_select_per_dim.py) gives 97.45 ± 0.23 (97.447).
 Variants: "smoke".

@@ -18,12 +18,12 @@ penalty was chosen on validation over L2 {0, 1e-4, 3e-4, 1e-3, 3e-3}, L1 {1e-4,
 and EMA {0.999, 0.9995} on the CPU (best: L1 2e-4, ×0.99, EMA 0.9995 at batch 100
 and Adam 3e-3, 88.42), then around that on an H200 over L1 {1.5e-4, 2.5e-4},
 decay {0.993, 0.995}, EMA 0.9998, Adam 2e-3 and batch 50 with Adam 2e-3 (best
-valid: the last; experiments/results/sweeps/made_binarized_mnist__*).
+valid: the last; experiments/results/sweeps/made_binarized_mnist/made_binarized_mnist__*).
 Measured: see experiments/results/made_binarized_mnist.json (CPU).
 The paper's width with one mask (one hidden layer of 8000, direct connections,
 Adam 1e-3, coupled L2 1e-3; `model.hidden_sizes="(8000,)" optim.learning_rate=1e-3`):
 88.76 nats, early-stopped at epoch 39 after 1.3 min on an H200
-(experiments/results/sweeps/made_binarized_mnist__gpu_8000_direct_l2_1e-3.json).
+(experiments/results/sweeps/made_binarized_mnist/made_binarized_mnist__gpu_8000_direct_l2_1e-3.json).
 Variant "ensemble": two hidden layers of 8000 units with direct input→output
 connections (as the paper's code runs MNIST: mgermain/MADE, `direct_input_connect
 Output`), trained over 32 draws of (random ordering, hidden degrees), a new draw
@@ -42,7 +42,7 @@ to 0.001. The test NLL is always computed in full float32. The resumable checkpo
 the penalty and EMA, 130 epochs had reached 87.08 (one draw 93.08); with L2
 1e-3, 93.69 after 78 epochs; without
 direct connections and at Adam 3e-4, 92.49 after 39 epochs
-(experiments/results/sweeps/made_binarized_mnist__*ensemble*).
+(experiments/results/sweeps/made_binarized_mnist/made_binarized_mnist__*ensemble*).
 Adam with an exponentially decaying learning rate (batch 50 for one mask, 100 for
 the ensemble), model chosen on
 validation NLL (of the ensemble, for the ensemble).

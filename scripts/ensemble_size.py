@@ -14,7 +14,7 @@ smaller than either NLL's).
 Published ensembles differ in size (Uria et al. 2014 list EoNADE with 2 to 128
 orderings), so this is the curve to compare along. Exact likelihoods cost D passes
 per ordering: the 10,000 test digits × 128 orderings take 78 min on a 2-core CPU
-(experiments/results/sweeps/eonade_binarized_mnist__cpu_stage5.ensemble_size_test.json).
+(experiments/results/sweeps/eonade_binarized_mnist/eonade_binarized_mnist__cpu_stage5.ensemble_size_test.json).
 
 Writes the JSON (default: print only) with the command, machine, wall time and commit.
 """

@@ -2,7 +2,7 @@
 """An FVSBN whose regularization is chosen on validation per conditional, from trained FVSBNs.
 
     ARJAX_DATA_DIR=../shared/data python scripts/fvsbn_select_per_dim.py RUN [RUN ...] \\
-        [--out experiments/results/sweeps/fvsbn_binarized_mnist__per_dim_l1_l2.json]
+        [--out experiments/results/sweeps/fvsbn_binarized_mnist/fvsbn_binarized_mnist__per_dim_l1_l2.json]
 
 An FVSBN's D conditionals are separate logistic regressions: conditional d has
 its own weights alpha[d] and bias[d] and no parameter is shared. So a model
@@ -37,7 +37,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("runs", nargs="+", type=pathlib.Path, help="training workdirs of FVSBNs")
   parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("experiments/results/sweeps/fvsbn_binarized_mnist__per_dim_l1_l2.json"))
+                      default=pathlib.Path("experiments/results/sweeps/fvsbn_binarized_mnist/fvsbn_binarized_mnist__per_dim_l1_l2.json"))
   args = parser.parse_args(argv)
   start = time.time()
   models, configs, dataset = [], [], None

@@ -87,6 +87,10 @@ def main():
             "true_test_nll_stderr": float(true_test.std() / np.sqrt(len(true_test))),
             "num_test": len(test), "machine": f"{platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores",
             "runs": []}
+  if args.out.exists():  # sizes run before with the same known model are kept
+    previous = json.loads(args.out.read_text())
+    if previous.get("known_model") == report["known_model"]:
+      report["runs"] = [row for row in previous["runs"] if row["num_train"] not in args.sizes]
   for size in args.sizes:
     train_x = sample(weights, biases, size, rng)
     valid_x = sample(weights, biases, max(size // 5, 100), rng)
@@ -98,7 +102,7 @@ def main():
     for experiment in experiments:
       row[experiment] = train(experiment, path, args.workdir / f"{experiment}_n{size}")
       print(json.dumps({"size": size, experiment: row[experiment]}), flush=True)
-    report["runs"].append(row)
+    report["runs"] = sorted(report["runs"] + [row], key=lambda r: r["num_train"])
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -35,7 +35,7 @@ def _command(r, path):
 
 
 def _minutes(r, path):
-  """Wall time of the whole run: a run resumed over several invocations (one per lease of a
+  """Wall time of the whole run: a run resumed over several invocations (each a bounded time on a
   GPU) sums them; `<stem>.invocations.json`, where present, lists each invocation's results."""
   invocations = path.with_suffix(".invocations.json")
   if invocations.exists():

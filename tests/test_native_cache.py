@@ -1,6 +1,6 @@
 """The NADE kernel's cache: a private directory, and only verified libraries of this user's loaded.
 
-The compiler is stubbed by a copy of the library built once for the session, so each case
+The compiler is stubbed by a copy of the library built once for the test run, so each case
 runs in milliseconds; `test_a_truncated_library_is_rebuilt_in_a_new_process` runs the real
 build path end to end in a subprocess.
 """
