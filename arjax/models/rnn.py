@@ -47,7 +47,7 @@ from arjax.models import base
 #: The recurrent cells by the name used in configs.
 CELLS = {"lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
 RULES = {**base.COMMON_RULES, "cell": validation.one_of(*CELLS), "num_hidden": validation.integer(minimum=1),
-         "num_layers": validation.integer(minimum=1), "num_position_features": validation.integer(minimum=0)}
+         "num_layers": validation.integer(minimum=1), "num_position_features": validation.integer(minimum=1)}
 
 
 class RNN(base.AutoregressiveModel):
