@@ -156,8 +156,8 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(stripes, tmp_path,
   train.train_and_evaluate(_config(stripes, num_epochs=1), workdir)
   real_step = train._make_train_step
 
-  def poisoned(*args):
-    step = real_step(*args)
+  def poisoned(*args, **kwargs):
+    step = real_step(*args, **kwargs)
 
     def nan_step(state, *rest):
       state, loss = step(state, *rest)
