@@ -33,16 +33,24 @@ def test_pixel_orderings_are_the_named_paths():
     assert sorted(lmconv.pixel_ordering(name, 3, 4)) == list(range(12)), name
 
 
-@pytest.mark.parametrize("index", ORDERINGS)
-def test_jacobian_exactly_zero_on_and_after_each_position(index):
-  model = make_lmconv()
+# Every ordering on a grey image; RGB (channel autoregression inside a pixel) under a raster-type
+# and an S-curve ordering and their reversals.
+JACOBIAN_CASES = ([pytest.param(index, (5, 4, 1), id=f"{index}-5x4x1") for index in ORDERINGS]
+                  + [pytest.param(index, (4, 4, 3), id=f"{index}-4x4x3") for index in (0, 3, 4, 7)])
+
+
+@pytest.mark.parametrize("index, image_shape", JACOBIAN_CASES)
+def test_jacobian_exactly_zero_on_and_after_each_position(index, image_shape):
+  model = make_lmconv(image_shape)
   model.set_mask(index)
   num_dims = model.num_dims
   x = random_values(model.head, (1, *model.event_shape), seed=1)
-  jacobian = jax.jacrev(lambda u: model.conditionals(u[None])[0])(x[0])  # [H, W, 1, P, H, W, 1]
+  jacobian = jax.jacrev(lambda u: model.conditionals(u[None])[0])(x[0])  # [H, W, C, P, H, W, C]
   depends = np.abs(np.asarray(jacobian).reshape(num_dims, -1, num_dims)).sum(1) > 0  # [D_out, D_in]
   ordering = np.asarray(model.ordering[...])
-  np.testing.assert_array_equal(ordering, lmconv.pixel_ordering(lmconv.PIXEL_ORDERINGS[index], 5, 4))
+  height, width, channels = image_shape
+  pixels = lmconv.pixel_ordering(lmconv.PIXEL_ORDERINGS[index], height, width)
+  np.testing.assert_array_equal(ordering, (pixels[:, None] * channels + np.arange(channels)).ravel())
   position = np.argsort(ordering)
   allowed = position[None, :] < position[:, None]
   assert not np.any(depends & ~allowed), "a conditional depends on itself or a later pixel"
@@ -63,9 +71,11 @@ def test_exact_normalization_by_enumeration(head, image_shape):
 
 
 @pytest.mark.parametrize("index", ORDERINGS)
-@pytest.mark.parametrize("head", [heads.Bernoulli(), heads.Categorical(num_classes=3)], ids=["bernoulli", "categorical"])
-def test_cached_sampling_equals_full_pass_and_teacher_forcing(index, head):
-  model = make_lmconv(head=head, kernel_size=3, first_kernel_size=5)
+@pytest.mark.parametrize("head, image_shape", [(heads.Bernoulli(), (5, 4, 1)),
+                                               (heads.Categorical(num_classes=3), (3, 4, 3))],
+                         ids=["bernoulli-5x4x1", "categorical-3x4x3"])
+def test_cached_sampling_equals_full_pass_and_teacher_forcing(index, head, image_shape):
+  model = make_lmconv(image_shape, head, kernel_size=3, first_kernel_size=5)
   model.set_mask(index)
   key = jax.random.key(3)
   cached, params = arjax.sample(model, key, 6, use_cache=True, return_conditionals=True)
@@ -144,7 +154,7 @@ def test_context_reaches_every_path():
 
 
 @pytest.mark.parametrize("event_shape, options, message", [
-    ((5, 4, 3), {}, "one channel"),
+    ((5, 4, 3), {"num_features": 2}, "at least 3 features"),
     ((20,), {}, r"\[H, W, C\]"),
     ((5, 4, 1), {"num_orderings": 9}, "num_orderings"),
     ((5, 4, 1), {"kernel_size": 4}, "odd"),

@@ -2,10 +2,9 @@
 Masked Convolution for Autoregressive Models").
 
 One network, one set of weights, K orderings of the pixels. A locally masked
-convolution multiplies each output location's k × k input window (im2col
-patches, `jax.lax.conv_general_dilated_patches`) by a mask of its own, taken
-from the ordering: with pos(q) the position of pixel q in the ordering, the
-output at pixel p sees the neighbour q of its window iff
+convolution masks each output location's k × k input window with a mask of its
+own, taken from the ordering: with pos(q) the position of pixel q in the
+ordering, the output at pixel p sees the neighbour q of its window iff
 
     pos(q) <  pos(p)    first layer (it must not see the value it predicts),
     pos(q) <= pos(p)    every later layer,
@@ -14,14 +13,19 @@ so the params of pixel p depend only on pixels earlier in the ordering, for
 every ordering, through the same weights. The network (a PixelCNN whose masks
 move with the ordering):
 
-    u = [x, 1]                                 [B, H, W, 2]   (the ones channel marks the image inside the zero padding)
+    u = [x, 1]                                 [B, H, W, C+1] (the ones channel marks the image inside the zero padding)
     h_0 = LMConv_0(u) + z U                    [B, H, W, F]   (k_0 × k_0, strict)
     h_l = h_{l−1} + LMConv_l(g(h_{l−1}))       l = 1..L       (k × k)
-    params = W_2 g(W_1 g(h_L) + b_1) + b_2     [B, H, W, P]   (1 × 1)
+    params = W_2 g(W_1 g(h_L) + b_1) + b_2     [B, H, W, C, P] (1 × 1)
 
 with g the activation and z U the projected context of a conditional model.
-The mask multiplies the window's inputs, not the weights, so a masked input
-has derivative exactly 0.0 (0 · w), as the Jacobian tests require.
+The paper multiplies im2col patches (`jax.lax.conv_general_dilated_patches`) by
+the masks; here a location's mask is one of a few patterns (one for raster-type
+orderings, two for S-curves: `mask_patterns`), so the full pass is one plain
+convolution per pattern with the 0/1-masked kernel, each location keeping its
+own pattern's output (~4x faster on a CPU than the patches' matrix product). A
+masked weight is exactly 0, so a masked input has derivative exactly 0.0, as
+the Jacobian tests require; the one-pixel step applies the same mask to its window.
 
 The orderings (`PIXEL_ORDERINGS`, all 8 for K = 8): raster, its reversal, its
 transpose (column by column), the transpose's reversal, then the same four for
@@ -38,8 +42,11 @@ Inpainting is exact when the observed pixels come first in one of the K
 orderings (`arjax.uses.inpaint` selects such a draw): then clamping them in the
 sampler is conditioning on them, p(x_rest | x_observed) under that ordering.
 
-Channels: events are `[H, W, 1]`; colour images (C > 1) would need channel
-autoregression inside a pixel and raise ValueError.
+Channels (C > 1): a pixel's channels are consecutive positions (dimension p·C + c),
+and inside a pixel the masks are PixelCNN's: the F features of a layer form C
+groups (`channel_groups`), and at the output's own pixel group g sees the input
+groups < g (first layer) or <= g (later layers, and the 1 × 1 output layers);
+the window's other pixels are seen by every group when earlier in the ordering.
 
 Cache (exact for every ordering): each conv layer's input map, zero-padded,
 `[B, H + 2R, W + 2R, F]`. At step t only pixel p = ordering[t] is computed, each
@@ -145,11 +152,12 @@ class MaskIndex(nnx.Variable):
 
 
 class _MaskSet(nnx.Module):
-  """One kernel size's masks under each of the K orderings `draws [K, D]`: per location
+  """One kernel size's spatial masks (the window's other pixels; the centre tap is the
+  convolution's channel mask) under each of the K pixel orderings `draws [K, H·W]`: per location
   (`local_masks`, for the one-pixel steps) and as `mask_patterns` (for the full pass)."""
 
-  def __init__(self, draws: np.ndarray, height: int, width: int, kernel_size: int, *, strict: bool):
-    local = [local_masks(o, height, width, kernel_size, strict=strict) for o in draws]
+  def __init__(self, draws: np.ndarray, height: int, width: int, kernel_size: int):
+    local = [local_masks(o, height, width, kernel_size, strict=True) for o in draws]
     num_patterns = max(len(mask_patterns(m, height, width, kernel_size)[0]) for m in local)
     patterns, selectors = zip(*[mask_patterns(m, height, width, kernel_size, num_patterns)
                                 for m in local])
@@ -164,17 +172,44 @@ class _MaskSet(nnx.Module):
             for name in ("local", "patterns", "selectors")}
 
 
-class LocallyMaskedConv(nnx.Module):
-  """A k × k convolution where each output location multiplies its input window by its own mask."""
+def channel_mask(in_groups: np.ndarray, out_groups: np.ndarray, *, strict: bool) -> np.ndarray:
+  """`[F_in, F_out]` 0/1: at the output's own pixel, output feature o sees input feature i iff its
+  channel group is earlier (`strict`: the first layer, which must not see the value it predicts)
+  or the same or earlier (every later layer). Groups from `channel_groups`; −1 is seen by all."""
+  seen = in_groups[:, None] < out_groups[None] if strict else in_groups[:, None] <= out_groups[None]
+  return seen.astype(np.float32)
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int, *, rngs: nnx.Rngs):
+
+def channel_groups(num_features: int, num_channels: int) -> np.ndarray:
+  """`[F]` channel group of each feature: F features in C contiguous groups, f in `f · C // F`."""
+  return np.arange(num_features) * num_channels // num_features
+
+
+class LocallyMaskedConv(nnx.Module):
+  """A k × k convolution where each output location masks its input window with its own mask
+  (the pixels of the window) and, at its own pixel, the channel mask (`channel_mask`)."""
+
+  def __init__(self, in_groups: np.ndarray, out_groups: np.ndarray, kernel_size: int, *,
+               strict: bool, rngs: nnx.Rngs):
     if kernel_size < 1 or kernel_size % 2 == 0:
       raise ValueError(f"LocallyMaskedConv: kernel_size must be odd and >= 1, got {kernel_size}")
     self.kernel_size = int(kernel_size)
+    in_features, out_features = len(in_groups), len(out_groups)
     fan_in = in_features * kernel_size**2
     self.kernel = nnx.Param(jax.random.normal(
         rngs.params(), (kernel_size, kernel_size, in_features, out_features)) / math.sqrt(fan_in / 2))
     self.bias = nnx.Param(jnp.zeros((out_features,)))
+    self.centre_mask = Masks(jnp.asarray(channel_mask(in_groups, out_groups, strict=strict)))
+
+  def _masked_kernel(self, spatial):
+    """The kernel `[k, k, F_in, F_out]` under the window mask `spatial [k²]` (0 at the centre)
+    and the channel mask at the centre: masked weights are exactly 0, and so is the derivative
+    of the output with respect to a masked input."""
+    k = self.kernel_size
+    centre = np.zeros((k, k, 1, 1), np.float32)
+    centre[k // 2, k // 2] = 1.0
+    mask = spatial.reshape(k, k, 1, 1) + centre * self.centre_mask[...]  # [k, k, F_in, F_out]
+    return self.kernel[...] * mask
 
   def __call__(self, x, patterns, selectors):
     """`x [B, H, W, F_in]` -> `[B, H, W, F_out]` (zero padding) under the masks that
@@ -183,20 +218,33 @@ class LocallyMaskedConv(nnx.Module):
     One plain convolution per pattern with the masked kernel; each location keeps its own
     pattern's output (a 0/1 selector, so the others contribute exactly 0, derivatives included).
     """
-    k = self.kernel_size
     output = self.bias[...]
     for pattern, selector in zip(patterns, selectors):
-      kernel = self.kernel[...] * pattern.reshape(k, k, 1, 1)  # [k, k, F_in, F_out]
       convolved = jax.lax.conv_general_dilated(
-          x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [B, H, W, F_out]
+          x, self._masked_kernel(pattern), (1, 1), "SAME",
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [B, H, W, F_out]
       output = output + convolved * selector[:, :, None]
     return output
 
   def at(self, window, mask):
     """The output at one pixel from its window `[B, k, k, F_in]` and mask `[k²]`: `[B, F_out]`."""
-    k = self.kernel_size
-    taps = window * mask.reshape(1, k, k, 1)  # [B, k, k, F_in]
-    return jnp.einsum("bijf,ijfo->bo", taps, self.kernel[...]) + self.bias[...]
+    return jnp.einsum("bijf,ijfo->bo", window, self._masked_kernel(mask)) + self.bias[...]
+
+
+class _GroupedDense(nnx.Module):
+  """A 1 × 1 layer in which output group g reads the input groups <= g (channel autoregression
+  inside a pixel; a plain dense layer for one channel)."""
+
+  def __init__(self, in_groups: np.ndarray, out_groups: np.ndarray, *, zero_init: bool = False,
+               rngs: nnx.Rngs):
+    shape = (len(in_groups), len(out_groups))
+    self.kernel = nnx.Param(jnp.zeros(shape) if zero_init else
+                            jax.random.normal(rngs.params(), shape) / math.sqrt(shape[0] / 2))
+    self.bias = nnx.Param(jnp.zeros((shape[1],)))
+    self.mask = Masks(jnp.asarray(channel_mask(in_groups, out_groups, strict=False)))
+
+  def __call__(self, x):
+    return x @ (self.kernel[...] * self.mask[...]) + self.bias[...]
 
 
 class LMConv(base.AutoregressiveModel):
@@ -209,37 +257,44 @@ class LMConv(base.AutoregressiveModel):
     event_shape = tuple(int(n) for n in event_shape)
     if len(event_shape) != 3:
       raise ValueError(f"LMConv models images: event_shape must be [H, W, C]; got {event_shape} "
-                       "(load images with their [H, W, C] layout)")
+                       "(load images with data.layout='image')")
     height, width, channels = event_shape
-    if channels != 1:
-      raise ValueError(f"LMConv models one channel (C = 1); got C = {channels}. Colour images need "
-                       "channel autoregression inside a pixel, which this family does not have: use "
-                       "PixelCNN for them.")
+    num_output_features = num_output_features or num_features
+    if min(num_features, num_output_features) < channels:
+      raise ValueError(f"LMConv: with {channels} channels every layer needs at least {channels} "
+                       f"features (one group per channel); got num_features={num_features}, "
+                       f"num_output_features={num_output_features}")
     if not 1 <= num_orderings <= len(PIXEL_ORDERINGS):
       raise ValueError(f"LMConv: num_orderings must lie in [1, {len(PIXEL_ORDERINGS)}], got {num_orderings}")
     if num_layers < 0:
       raise ValueError(f"LMConv: num_layers must be >= 0, got {num_layers}")
     if activation not in ACTIVATIONS:
       raise ValueError(f"LMConv: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-    draws = np.stack([pixel_ordering(name, height, width) for name in PIXEL_ORDERINGS[:num_orderings]])
+    pixel_draws = np.stack([pixel_ordering(name, height, width) for name in PIXEL_ORDERINGS[:num_orderings]])
+    # Dimension (pixel, channel) is p·C + c; a pixel's channels are consecutive positions.
+    draws = (pixel_draws[:, :, None] * channels + np.arange(channels)).reshape(num_orderings, -1)  # [K, D]
     super().__init__(event_shape, head, tuple(draws[0].tolist()))
     self.num_masks = int(num_orderings)
     self.activation = activation
     self.num_layers = int(num_layers)
     self.draw_orderings = Masks(jnp.asarray(draws, jnp.int32))  # [K, D]
-    self.first_masks = _MaskSet(draws, height, width, first_kernel_size, strict=True)
-    self.masks = _MaskSet(draws, height, width, kernel_size, strict=False)
+    self.first_masks = _MaskSet(pixel_draws, height, width, first_kernel_size)
+    self.masks = _MaskSet(pixel_draws, height, width, kernel_size)
     self.mask_index = MaskIndex(jnp.zeros((), jnp.int32))
     self.radius = max(first_kernel_size, kernel_size) // 2
 
-    num_output_features = num_output_features or num_features
-    self.first_conv = LocallyMaskedConv(2, num_features, first_kernel_size, rngs=rngs)
-    self.convs = nnx.List([LocallyMaskedConv(num_features, num_features, kernel_size, rngs=rngs)
-                           for _ in range(num_layers)])
-    self.hidden_out = nnx.Linear(num_features, num_output_features, rngs=rngs)
-    self.params_out = nnx.Linear(num_output_features, head.num_params,
-                                 kernel_init=nnx.initializers.zeros, rngs=rngs)
-    self.params_out.bias[...] = head.init_bias()
+    # Inputs: the C values, then the ones channel (group −1: every feature may see it).
+    input_groups = np.append(np.arange(channels), -1)
+    hidden_groups = channel_groups(num_features, channels)
+    output_groups = channel_groups(num_output_features, channels)
+    self.first_conv = LocallyMaskedConv(input_groups, hidden_groups, first_kernel_size, strict=True,
+                                        rngs=rngs)
+    self.convs = nnx.List([LocallyMaskedConv(hidden_groups, hidden_groups, kernel_size, strict=False,
+                                             rngs=rngs) for _ in range(num_layers)])
+    self.hidden_out = _GroupedDense(hidden_groups, output_groups, rngs=rngs)
+    self.params_out = _GroupedDense(output_groups, np.repeat(np.arange(channels), head.num_params),
+                                    zero_init=True, rngs=rngs)
+    self.params_out.bias[...] = jnp.tile(head.init_bias(), channels)  # [C·P]
     self.context_size = int(context_size)
     self.context_embedding = (nnx.Linear(self.context_size, num_features, use_bias=False, rngs=rngs)
                               if self.context_size else None)
@@ -269,22 +324,24 @@ class LMConv(base.AutoregressiveModel):
     return ACTIVATIONS[self.activation](h)
 
   def _inputs(self, values):
-    """Values `[...]` -> the first layer's input features `[..., 2]`: the network input and 1."""
+    """Values `[..., C]` -> the first layer's input features `[..., C + 1]`: the network inputs
+    and 1."""
     inputs = self.head.as_input(values)
-    return jnp.stack([inputs, jnp.ones_like(inputs)], -1)
+    return jnp.concatenate([inputs, jnp.ones_like(inputs[..., :1])], -1)
 
   def _context_term(self, context):
     """z U `[B, F]`, or 0 for an unconditional model."""
     return 0.0 if context is None else self.context_embedding(context)
 
   def _output(self, h):
-    """The last residual stream `[..., F]` -> params `[..., P]`."""
-    return self.params_out(self._activate(self.hidden_out(self._activate(h))))
+    """The last residual stream `[..., F]` -> params `[..., C, P]`."""
+    params = self.params_out(self._activate(self.hidden_out(self._activate(h))))  # [..., C·P]
+    return params.reshape(*h.shape[:-1], self.event_shape[-1], self.head.num_params)
 
   def _last_hidden(self, x, context):
-    """h_L `[B, H, W, F]` for images `x [B, H, W, 1]`."""
+    """h_L `[B, H, W, F]` for images `x [B, H, W, C]`."""
     first_masks, masks = self._current_masks()
-    h = self.first_conv(self._inputs(x[..., 0]), first_masks["patterns"], first_masks["selectors"])
+    h = self.first_conv(self._inputs(x), first_masks["patterns"], first_masks["selectors"])
     if context is not None:
       h = h + self._context_term(context)[:, None, None]  # [B, H, W, F]
     for conv in self.convs:
@@ -293,8 +350,7 @@ class LMConv(base.AutoregressiveModel):
 
   def conditionals(self, x, *, context=None):
     context = self._check_context(context, x.shape[0])
-    params = self._output(self._last_hidden(x, context))  # [B, H, W, P]
-    return params[:, :, :, None]  # [B, H, W, 1, P]
+    return self._output(self._last_hidden(x, context))  # [B, H, W, C, P]
 
   def features(self, x, *, context=None):
     context = self._check_context(context, x.shape[0])
@@ -304,10 +360,10 @@ class LMConv(base.AutoregressiveModel):
 
   def init_cache(self, batch_size, *, context=None):
     context = self._check_context(context, batch_size)
-    height, width, _ = self.event_shape
+    height, width, channels = self.event_shape
     r = self.radius
-    inputs = self._inputs(jnp.zeros((batch_size, height, width), self.head.value_dtype))
-    inputs = inputs.at[..., 0].set(0.0)  # nothing observed yet (and always masked until it is)
+    # Nothing observed yet: values 0 (masked until observed), the ones channel 1.
+    inputs = jnp.zeros((batch_size, height, width, channels + 1)).at[..., -1].set(1.0)
     num_features = self.first_conv.kernel.shape[-1]
     maps = [jnp.zeros((batch_size, height + 2 * r, width + 2 * r, num_features))
             for _ in self.convs]  # g(h_{l−1}), the input of conv l
@@ -328,10 +384,17 @@ class LMConv(base.AutoregressiveModel):
     r = self.radius
     return jax.lax.dynamic_update_slice(padded, value[:, None, None], (0, row + r, col + r, 0))
 
+  def _where(self, t):
+    """(row, column, channel) of the dimension generated at position t."""
+    _, width, channels = self.event_shape
+    pixel, channel = jnp.divmod(self.ordering[t], channels)
+    return pixel // width, pixel % width, channel
+
   def step(self, cache, t):
-    width = self.event_shape[1]
-    pixel = self.ordering[t]  # C = 1: the dimension is the pixel
-    row, col = pixel // width, pixel % width
+    # The layers at the pixel are recomputed for each of its channels: features of the groups
+    # up to this channel are then final; those of later groups, computed from values not yet
+    # observed, are read only by later channels' params and overwritten at their steps.
+    row, col, channel = self._where(t)
     first_masks, masks = self._current_masks()
     window = self._window(cache["inputs"], row, col, self.first_conv.kernel_size)
     h = self.first_conv.at(window, first_masks["local"][row, col])  # [B, F]
@@ -341,13 +404,14 @@ class LMConv(base.AutoregressiveModel):
     for layer, conv in enumerate(self.convs):
       maps[layer] = self._write(maps[layer], row, col, self._activate(h))
       h = h + conv.at(self._window(maps[layer], row, col, conv.kernel_size), masks["local"][row, col])
-    return self._output(h), {**cache, "maps": maps}
+    params = jnp.take(self._output(h), channel, axis=1)  # [B, P]
+    return params, {**cache, "maps": maps}
 
   def observe(self, cache, t, value):
-    width = self.event_shape[1]
-    pixel = self.ordering[t]
-    return {**cache, "inputs": self._write(cache["inputs"], pixel // width, pixel % width,
-                                           self._inputs(value))}
+    row, col, channel = self._where(t)
+    r = self.radius
+    inputs = cache["inputs"].at[:, row + r, col + r, channel].set(self.head.as_input(value))
+    return {**cache, "inputs": inputs}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
