@@ -217,3 +217,16 @@ def test_an_error_in_training_ends_the_process_with_its_message(tiny, tmp_path, 
   assert result.returncode == 2, result.stderr[-3000:]
   assert message in result.stderr
   assert time.time() - start < 200
+
+
+def test_a_nan_loss_in_the_first_epoch_does_not_claim_a_checkpoint(tiny, tmp_path, monkeypatch):
+  real_step = train._make_train_step
+
+  def poisoned(*args, **kwargs):
+    step = real_step(*args, **kwargs)
+    return lambda state, *rest: (lambda out: (out[0], out[1] * np.nan))(step(state, *rest))
+  monkeypatch.setattr(train, "_make_train_step", poisoned)
+  with pytest.raises(train.NonFiniteLossError, match="at epoch 1.*No checkpoint had been saved yet") as error:
+    train.train_and_evaluate(_config(tiny), tmp_path / "run")
+  assert "epoch 0" not in str(error.value)
+  assert not any((tmp_path / "run" / "checkpoints" / "latest").glob("[0-9]*"))
