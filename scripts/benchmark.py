@@ -49,7 +49,12 @@ MODELS = {
     # Deep order-agnostic NADE (2 × 500, 16 orderings); its train step is the order-agnostic
     # objective, its eval_ll the exact D-pass likelihood of one ordering.
     "eonade": lambda: models.DeepNADEConfig(hidden_sizes=(500, 500), num_masks=16),
+    # pytorch-generative's MNIST PixelCNN (15 residual blocks, 2·16 = 32 residual features, 32 head
+    # features), on 28 × 28 × 1 images; the PyTorch peer is bench_torch.py's peer_pixelcnn.
+    "pixelcnn": lambda: models.PixelCNNConfig(num_blocks=15, num_features=32, head_features=32),
 }
+#: Families whose events are images [H, W, C] rather than vectors [D].
+EVENT_SHAPES = {"pixelcnn": (28, 28, 1)}
 
 
 def _cpu_jiffies():
@@ -83,13 +88,14 @@ def time_calls(fn, *, min_reps: int, budget_s: float):
 
 def bench_model(name, args):
   model_config = MODELS[name]()
-  model = model_config.build((NUM_DIMS,), rngs=nnx.Rngs(0))
+  event_shape = EVENT_SHAPES.get(name, (NUM_DIMS,))
+  model = model_config.build(event_shape, rngs=nnx.Rngs(0))
   rng = np.random.default_rng(args.seed)
   emit(name, "params", 0, sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))), "params")
 
   if "train" in args.what or "compile" in args.what:
     for batch in args.batches:
-      data = jnp.asarray(rng.integers(0, 2, (batch, NUM_DIMS)), jnp.uint8)
+      data = jnp.asarray(rng.integers(0, 2, (batch, *event_shape)), jnp.uint8)
       tx, _ = train.make_optimizer(config_lib.OptimConfig(learning_rate=1e-3), 1, 1)
       graphdef, params, rest = nnx.split(model, nnx.Param, ...)
       state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
@@ -113,7 +119,7 @@ def bench_model(name, args):
 
   if "eval" in args.what:
     for batch in args.batches:
-      x = jnp.asarray(rng.integers(0, 2, (batch, NUM_DIMS)), jnp.float32)
+      x = jnp.asarray(rng.integers(0, 2, (batch, *event_shape)), jnp.float32)
       graphdef, state = nnx.split(model)
       run = lambda: evaluation._batch_log_prob(graphdef, state, x).block_until_ready()
       median, best, other, reps = time_calls(run, min_reps=args.min_reps, budget_s=args.budget)
@@ -121,7 +127,8 @@ def bench_model(name, args):
            median_s=round(median, 5), reps=reps, other_cores=other)
 
   if "sample" in args.what:
-    modes = [("cached", True)] * model.has_cache + [("full_pass", False)]
+    modes = [(label, use_cache) for label, use_cache in [("cached", True)] * model.has_cache
+             + [("full_pass", False)] if label in args.samplers]
     for label, use_cache in modes:
       run = lambda: arjax.sample(model, jax.random.key(0), args.num_samples,
                                  use_cache=use_cache).block_until_ready()
@@ -142,6 +149,8 @@ def main():
   parser.add_argument("--min-reps", type=int, default=3)
   parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed repeats per figure")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--samplers", default="cached,full_pass",
+                      help="which samplers 'sample' times (full_pass: D full passes; minutes for a PixelCNN)")
   args = parser.parse_args()
   args.what = set(args.what.split(","))
   args.batches = [int(b) for b in args.batches.split(",")]

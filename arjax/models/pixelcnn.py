@@ -63,8 +63,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from arjax import heads as heads_lib
+from arjax import validation
 from arjax.models import base
 from arjax.models import conv
+
+_SHARED_RULES = {
+    "head": base.COMMON_RULES["head"], "context_size": base.COMMON_RULES["context_size"],
+    "num_features": validation.integer(minimum=1), "head_features": validation.integer(minimum=1),
+    "activation": validation.one_of(*conv.ACTIVATIONS), "ordering": validation.one_of("raster"),
+}
+PIXELCNN_RULES = {**_SHARED_RULES, "num_blocks": validation.integer(minimum=0)}
+GATED_PIXELCNN_RULES = {**_SHARED_RULES, "num_layers": validation.integer(minimum=0)}
 
 
 def _check_image(name: str, event_shape, ordering, num_features: int, *, multiple: bool):
@@ -197,10 +206,11 @@ class PixelCNN(_ImageModel):
                head_features: int = 32, input_kernel_size: int = 7, kernel_size: int = 3,
                activation: str = "relu", head: heads_lib.Head = heads_lib.Bernoulli(),
                ordering="raster", context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("PixelCNN", PIXELCNN_RULES, num_blocks=num_blocks, num_features=num_features,
+                             head_features=head_features, activation=activation, head=head,
+                             context_size=context_size)
     self._init_common(event_shape, head, ordering, num_features, head_features, activation,
                       context_size, multiple=False, rngs=rngs)
-    if num_blocks < 0:
-      raise ValueError(f"PixelCNN: num_blocks must be >= 0; got {num_blocks}")
     channels = self.num_channels
     self.input_conv = conv.MaskedConv2D(channels, num_features, kernel_size=input_kernel_size,
                                         mask_type="A", num_channels=channels, rngs=rngs)
@@ -268,6 +278,9 @@ class PixelCNNConfig:
   ordering: str = "raster"  # the only order the masks implement
   context_size: int = 0  # K > 0: condition on a context [B, K] (e.g. a one-hot label)
 
+  def __post_init__(self):
+    validation.check_fields(self, PIXELCNN_RULES)
+
   def build(self, event_shape, *, rngs: nnx.Rngs) -> PixelCNN:
     return PixelCNN(event_shape, rngs=rngs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
@@ -323,10 +336,11 @@ class GatedPixelCNN(_ImageModel):
                head_features: int = 64, input_kernel_size: int = 7, kernel_size: int = 3,
                activation: str = "relu", head: heads_lib.Head = heads_lib.Bernoulli(),
                ordering="raster", context_size: int = 0, rngs: nnx.Rngs):
+    validation.check_options("GatedPixelCNN", GATED_PIXELCNN_RULES, num_layers=num_layers,
+                             num_features=num_features, head_features=head_features,
+                             activation=activation, head=head, context_size=context_size)
     self._init_common(event_shape, head, ordering, num_features, head_features, activation,
                       context_size, multiple=True, rngs=rngs)
-    if num_layers < 0:
-      raise ValueError(f"GatedPixelCNN: num_layers must be >= 0; got {num_layers}")
     channels = self.num_channels
     self.vertical_input = conv.VerticalStackConv(channels, num_features, kernel_size=input_kernel_size,
                                                  first=True, rngs=rngs)
@@ -421,6 +435,9 @@ class GatedPixelCNNConfig:
   head: heads_lib.Head = heads_lib.Bernoulli()  # output distribution of one sub-pixel
   ordering: str = "raster"  # the only order the masks implement
   context_size: int = 0  # K > 0: condition every gate on a context [B, K] (e.g. a one-hot label)
+
+  def __post_init__(self):
+    validation.check_fields(self, GATED_PIXELCNN_RULES)
 
   def build(self, event_shape, *, rngs: nnx.Rngs) -> GatedPixelCNN:
     return GatedPixelCNN(event_shape, rngs=rngs,
