@@ -175,7 +175,7 @@ class _MaskSet(nnx.Module):
 def channel_mask(in_groups: np.ndarray, out_groups: np.ndarray, *, strict: bool) -> np.ndarray:
   """`[F_in, F_out]` 0/1: at the output's own pixel, output feature o sees input feature i iff its
   channel group is earlier (`strict`: the first layer, which must not see the value it predicts)
-  or the same or earlier (every later layer). Groups from `channel_groups`; −1 is seen by all."""
+  or the same or earlier (every later layer). Groups from `channel_groups`."""
   seen = in_groups[:, None] < out_groups[None] if strict else in_groups[:, None] <= out_groups[None]
   return seen.astype(np.float32)
 
@@ -283,8 +283,9 @@ class LMConv(base.AutoregressiveModel):
     self.mask_index = MaskIndex(jnp.zeros((), jnp.int32))
     self.radius = max(first_kernel_size, kernel_size) // 2
 
-    # Inputs: the C values, then the ones channel (group −1: every feature may see it).
-    input_groups = np.append(np.arange(channels), -1)
+    # Inputs: the C values, then the ones channel, whose group C puts it after every channel: seen
+    # at every other pixel of the window, never at the centre (a constant there is a bias).
+    input_groups = np.append(np.arange(channels), channels)
     hidden_groups = channel_groups(num_features, channels)
     output_groups = channel_groups(num_output_features, channels)
     self.first_conv = LocallyMaskedConv(input_groups, hidden_groups, first_kernel_size, strict=True,
