@@ -20,7 +20,7 @@ from flax import nnx
 
 from arjax import heads as heads_lib
 from arjax import likelihood
-from arjax import sampling
+from arjax import sampling, validation
 from arjax.models.base import AutoregressiveModel
 
 
@@ -117,6 +117,8 @@ def sample_given(model: AutoregressiveModel, key: jax.Array, x: jax.Array, obser
   the set is a prefix of the ordering (else a ValueError).
   """
   likelihood.check_input(model, x)
+  key = sampling.as_key(key)
+  validation.check_temperature(temperature)
   batch = x.shape[0]
   observed = _check(model, observed, batch)
   graphdef, state = nnx.split(model)

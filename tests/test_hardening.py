@@ -225,3 +225,12 @@ def test_jacfwd_of_a_nade_with_a_custom_vjp_kernel_says_what_to_use(kernel):
     jax.jacfwd(lambda x: model.conditionals(x))(jnp.ones((1, 6)))
   cumsum = models.NADE((6,), num_hidden=4, kernel="cumsum", rngs=nnx.Rngs(0))
   assert jax.jacfwd(lambda x: cumsum.conditionals(x))(jnp.ones((1, 6))).shape == (1, 6, 1, 1, 6)
+
+
+def test_sample_given_checks_its_temperature_and_takes_an_int_seed():
+  model = models.DeepNADE((4,), hidden_sizes=(4,), rngs=nnx.Rngs(0))
+  x, observed = np.zeros((2, 4), np.float32), np.array([True, False, False, False])
+  with pytest.raises(ValueError, match="temperature expects a finite number > 0"):
+    arjax.sample_given(model, jax.random.key(0), x, observed, temperature=float("nan"))
+  np.testing.assert_array_equal(arjax.sample_given(model, 5, x, observed),
+                                arjax.sample_given(model, jax.random.key(5), x, observed))
