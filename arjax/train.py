@@ -67,6 +67,7 @@ from arjax import experiment as experiment_lib
 from arjax import likelihood
 from arjax import run_info
 from arjax import sharding
+from arjax import streaming
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -148,12 +149,15 @@ def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
   def train_step(state, train_data, indices, key, train_context=None):
     """One Adam step on the examples `indices [B]` of `train_data [N, D]` (and their rows of
-    `train_context [N, C]`, a conditional model's contexts)."""
+    `train_context [N, C]`, a conditional model's contexts); with `indices` None, `train_data`
+    is the batch `[B, D]` itself (and `train_context` its contexts), as streamed input gives it."""
     key = jax.random.fold_in(key, state["step"])  # resumed runs draw the same numbers
     data_key, mask_key = jax.random.split(key)
-    x = data_lib.prepare_batch(data_config, jnp.take(train_data, indices, axis=0), data_key,
-                               num_levels=num_levels)
-    context = None if train_context is None else jnp.take(train_context, indices, axis=0)  # [B, C]
+    def rows(array):  # [B, ...]
+      return array if indices is None or array is None else jnp.take(array, indices, axis=0)
+
+    x = data_lib.prepare_batch(data_config, rows(train_data), data_key, num_levels=num_levels)
+    context = rows(train_context)  # [B, C]
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, context, mask_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -172,7 +176,9 @@ def _make_train_step(graphdef, rest, tx, data_config, num_levels=None, ema_decay
 # Fields a resumed run may change: how long to train, not what is trained.
 _RESUMABLE_FIELDS = ("num_epochs", "patience", "log_every", "num_samples", "samples_every",
                      "checkpoint_every", "valid_precision", "max_train_minutes", "eval_every_steps",
-                     "eval_every_seconds")
+                     "eval_every_seconds",
+                     # where the arrays live, not what is computed (arjax.sharding, arjax.streaming)
+                     "num_devices", "shard_params", "input_pipeline", "stream_above_mb")
 
 
 def run_epochs(train_config: config_lib.TrainConfig, steps_per_epoch: int) -> int:
@@ -207,6 +213,7 @@ class _Run:
       "epoch": 0, "best_valid_nll": math.inf, "best_epoch": None, "bad_epochs": 0, "train_seconds": 0.0})
   earlier_wall_seconds: float = 0.0  # of earlier invocations, up to their last saved epoch
   placement: sharding.Placement | None = None  # the devices the batches are split over
+  streamed: bool = False  # the training set is streamed from the host (arjax.streaming)
 
   def model(self, which: str | None = None):
     return nnx.merge(self.graphdef, self.state[which or self.evaluated], self.rest)
@@ -256,10 +263,13 @@ def _prepare(config: config_lib.Config, workdir: pathlib.Path, start_time: float
   if not placement.trivial:
     state, rest = placement.put_state(state), placement.put_replicated(rest)
     out_shardings = (placement.state_shardings(state), placement.sharding())
+  train_step = _make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay,
+                                out_shardings=out_shardings)
+  streamed = streaming.use_streaming(train_config, dataset.splits["train"])
+  if streamed:
+    train_step = streaming.streaming_step(train_step)
   return _Run(config=config, workdir=workdir, dataset=dataset, contexts=contexts, graphdef=graphdef,
-              rest=rest, state=state, schedule=schedule,
-              train_step=_make_train_step(graphdef, rest, tx, config.data, dataset.num_levels, ema_decay,
-                                          out_shardings=out_shardings),
+              rest=rest, state=state, schedule=schedule, train_step=train_step, streamed=streamed,
               evaluated="ema" if ema_decay else "params",
               num_params=int(sum(p.size for p in jax.tree.leaves(params))), start_time=start_time,
               placement=placement)
@@ -389,9 +399,12 @@ def _train_epochs(run: _Run, sample_key) -> dict:
   `train.num_epochs`, early stopping or the time budget. Returns how training stopped."""
   train_config, loop, workdir = run.config.train, run.loop, run.workdir
   placement = run.placement
-  train_data = placement.put_replicated(run.dataset.splits["train"])
-  train_context = None if run.contexts["train"] is None else placement.put_replicated(run.contexts["train"])
-  num_train = len(train_data)
+  num_train = len(run.dataset.splits["train"])
+  if run.streamed:  # the training set stays on the host; Grain feeds each step its batch
+    train_data = train_context = None
+  else:
+    train_data = placement.put_replicated(run.dataset.splits["train"])
+    train_context = None if run.contexts["train"] is None else placement.put_replicated(run.contexts["train"])
   batch_size = min(train_config.batch_size, num_train)
   steps_per_epoch = num_train // batch_size
   shuffle_key, step_key = jax.random.split(jax.random.key(train_config.seed), 3)[:2]
@@ -419,7 +432,10 @@ def _train_epochs(run: _Run, sample_key) -> dict:
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
       batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-      if not placement.trivial:  # each step's indices split over the devices
+      if run.streamed:  # the same index rows, gathered on the host
+        batches = streaming.EpochBatches(run.dataset.splits["train"], np.asarray(batches),
+                                         context=run.contexts["train"], placement=placement)
+      elif not placement.trivial:  # each step's indices split over the devices
         batches = placement.put_batch(np.asarray(batches), axis=1)  # [S, B], B split
       train_nll = _train_one_epoch(run, epoch, batches, step_key, train_data, train_context, saved_epoch)
       loop["train_seconds"] += time.time() - epoch_start
