@@ -32,9 +32,10 @@ def as_key(key, where: str = "key") -> jax.Array:
   an int seed through `jax.random.key(seed)`; anything else is a ValueError saying so."""
   if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
     return jax.random.key(int(key))
-  if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (
-      key.dtype == jnp.uint32 and key.shape == (2,))):
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return key
+  if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape == (2,):
+    return jnp.asarray(key)  # a legacy jax.random.PRNGKey
   raise ValueError(f"{where} must be a PRNG key from jax.random.key(seed) (or an int seed); "
                    f"got {type(key).__name__} {getattr(key, 'dtype', '')} of shape {np.shape(key)}")
 
