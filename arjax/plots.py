@@ -241,3 +241,29 @@ def captioned_picture(picture: np.ndarray, caption: str, *, scale: float = 3.0) 
   axes.set_axis_off()
   axes.set_title(caption, fontsize=9)
   return _to_rgb(figure)
+
+
+# ------------------------------------------------------------- 2-D maps ---
+
+
+def maps_picture(maps: list[np.ndarray], titles: list[str], *, extent: float,
+                 colorbar_labels: list[str] | None = None, title: str | None = None) -> np.ndarray:
+  """Panels side by side, each a map `[H, W]` of non-negative values over the square
+  [−extent, extent]² (row 0 at the top, high y) in viridis, with x₁ / x₂ axes, its title and a
+  colour bar (`colorbar_labels[i]`).
+  Returns: uint8 RGB picture."""
+  if len(maps) != len(titles):
+    raise ValueError(f"maps_picture: {len(maps)} maps but {len(titles)} titles")
+  figure = _figure(3.4 * len(maps), 3.2 + (0.3 if title else 0.0))
+  panels = figure.subplots(1, len(maps), squeeze=False)[0]
+  for i, (axes, values, name) in enumerate(zip(panels, maps, titles)):
+    shown = axes.imshow(values, cmap="viridis", extent=(-extent, extent, -extent, extent),
+                        interpolation="nearest", vmin=0.0)
+    axes.set_title(name, fontsize=10)
+    axes.set_xlabel("x₁")
+    axes.set_ylabel("x₂")
+    figure.colorbar(shown, ax=axes, shrink=0.8,
+                    label=(colorbar_labels or [""] * len(maps))[i])
+  if title:
+    figure.suptitle(title)
+  return _to_rgb(figure)

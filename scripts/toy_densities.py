@@ -12,8 +12,8 @@ with a MixtureOfGaussians(num_components=8) head through the one training loop
   2. the model density exp(log p(x)) on a grid,
   3. a 2-D histogram of 10,000 samples from the model.
 
-Each panel is scaled to its own maximum and drawn with a viridis-like ramp
-(dark blue = 0, yellow = maximum); y points up. Test NLLs (with a
+Each panel has x₁ / x₂ axes and its own viridis colour bar (counts per bin, or density);
+y points up (`arjax.plots.maps_picture`). Test NLLs (with a
 full-covariance Gaussian fitted to the training set as a baseline) go to
 `experiments/results/toy_densities.json`.
 """
@@ -26,25 +26,19 @@ import pathlib
 import tempfile
 import time
 
-import imageio.v3 as iio
 import jax
 import numpy as np
 
 import arjax
 from arjax import config as config_lib
 from arjax import data as data_lib
-from arjax import checkpoints, evaluation, heads, models, run_info, toy, train
+from arjax import checkpoints, evaluation, heads, models, plots, run_info, toy, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXTENT = 2.75  # every panel shows [−EXTENT, EXTENT]²; the standardized toys lie within ±2.4
 HISTOGRAM_BINS = 75  # bins per axis of the histogram panels
-PANEL_PIXELS = 300  # side of one panel; the histograms are upscaled to it
-GUTTER_PIXELS = 10
+PANEL_PIXELS = 300  # grid points per axis of the density panel
 NUM_MODEL_SAMPLES = 10_000
-
-# Viridis at five evenly spaced points: an approximately perceptually uniform ramp.
-_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
-
 
 def toy_config(name: str, *, num_epochs: int) -> config_lib.Config:
   return config_lib.Config(
@@ -54,14 +48,6 @@ def toy_config(name: str, *, num_epochs: int) -> config_lib.Config:
       train=config_lib.TrainConfig(batch_size=25, num_epochs=num_epochs, patience=None,
                                    eval_batch_size=2000, num_samples=0),
   )
-
-
-def colorize(values: np.ndarray) -> np.ndarray:
-  """`[H, W]` non-negative values -> `[H, W, 3]` uint8, scaled so the maximum is the ramp's top."""
-  scaled = values / max(float(values.max()), 1e-30) * (len(_RAMP) - 1)  # in [0, 4]
-  low = np.clip(np.floor(scaled).astype(int), 0, len(_RAMP) - 2)
-  fraction = (scaled - low)[..., None]
-  return np.round((1 - fraction) * _RAMP[low] + fraction * _RAMP[low + 1]).astype(np.uint8)
 
 
 def histogram_image(points: np.ndarray) -> np.ndarray:
@@ -79,22 +65,6 @@ def density_image(model) -> np.ndarray:
   grid = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float32)  # [P², 2]
   log_prob = evaluation.dataset_log_prob(model, grid, batch_size=10_000)  # [P²]
   return np.exp(log_prob).reshape(PANEL_PIXELS, PANEL_PIXELS)
-
-
-def upscale(values: np.ndarray) -> np.ndarray:
-  factor = PANEL_PIXELS // values.shape[0]
-  return np.kron(values, np.ones((factor, factor)))
-
-
-def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
-  """RGB panels `[P, P, 3]` in a row on a white background."""
-  size = panels[0].shape[0]
-  canvas = np.full((size + 2 * GUTTER_PIXELS, len(panels) * (size + GUTTER_PIXELS) + GUTTER_PIXELS, 3),
-                   255, np.uint8)
-  for i, panel in enumerate(panels):
-    left = GUTTER_PIXELS + i * (size + GUTTER_PIXELS)
-    canvas[GUTTER_PIXELS:GUTTER_PIXELS + size, left:left + size] = panel
-  return canvas
 
 
 def gaussian_test_nll(train_points: np.ndarray, test_points: np.ndarray) -> float:
@@ -126,9 +96,10 @@ def main():
       model, _, dataset = checkpoints.load_trained_model(workdir / name)
       samples = np.asarray(arjax.sample(model, jax.random.key(0), NUM_MODEL_SAMPLES))  # [N, 2]
       panels = [histogram_image(dataset.splits["train"]), density_image(model), histogram_image(samples)]
-      panels = [colorize(panel if panel.shape[0] == PANEL_PIXELS else upscale(panel)) for panel in panels]
-      path = figures / f"toy_{name}.png"
-      iio.imwrite(path, side_by_side(panels))
+      path = plots.save_picture(figures / f"toy_{name}.png", plots.maps_picture(
+          panels, ["training data (10,000 points)", "model density p(x)", f"{NUM_MODEL_SAMPLES:,} model samples"],
+          extent=EXTENT, colorbar_labels=["points per bin", "density", "samples per bin"],
+          title=f"{name}: NADE with a mixture-of-Gaussians head"))
       summary[name] = {
           "test_nll_nats": results["test_nll_nats"],
           "test_nll_stderr": results["test_nll_stderr"],
