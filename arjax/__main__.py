@@ -303,7 +303,8 @@ def _inpaint(args):
       "png": str(out), "mask": args.mask, "num": len(x), "completions": args.completions,
       "rows": "observed pixels (rest grey) / completions / original", "exact_conditioning": exact,
       "note": "Exact conditioning for order-agnostic models (any mask), and for the others when the "
-              "observed pixels are a prefix of the model's ordering (top_half with raster order)" + ("." if exact else
+              "observed pixels are a prefix of the model's ordering (top_half with raster order) or of one of its "
+              "trained orderings (LMConv: any half)" + ("." if exact else
               "; here they are not, so pixels before an observed one in the ordering were drawn "
               "without seeing it and the completions are approximate.")}))
 
@@ -348,7 +349,8 @@ def main(argv=None):
       description="Train an experiment; running again on the same --workdir resumes it.",
       epilog=_experiments_epilog())
   train_parser.add_argument("experiment", help="NAME[:VARIANT] from experiments/, or a path to a .py file")
-  train_parser.add_argument("--workdir", required=True, type=pathlib.Path)
+  train_parser.add_argument("--workdir", required=True, type=pathlib.Path,
+                            help="where the run writes checkpoints, metrics, samples, results.json")
   train_parser.add_argument("--data", default=None, metavar="PATH",
                             help="train on this .npz (or dataset name) instead of the experiment's "
                                  "data: the same as data.name=PATH")
@@ -383,38 +385,41 @@ def main(argv=None):
   for name, run, help_text in (("eval", _eval, "NLL of a trained checkpoint on a split"),
                                ("sample", _sample, "PNG grid of samples from a checkpoint")):
     sub = commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
-    sub.add_argument("workdir", type=pathlib.Path)
-    sub.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    sub.add_argument("workdir", type=pathlib.Path, help="a training workdir")
+    sub.add_argument("--checkpoint", choices=("best", "latest"), default="best",
+                     help="best validation epoch, or the last one saved")
     sub.set_defaults(run=run)
     if name == "eval":
-      sub.add_argument("--split", choices=("train", "valid", "test"), default="test")
+      sub.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the split to score")
       sub.add_argument("--num-masks", type=int, default=None,
                        help="deep order-agnostic NADE: the ensemble over this many orderings "
                             "(the first are the trained config's) instead of the config's")
     else:
-      sub.add_argument("--num", type=int, default=64)
-      sub.add_argument("--temperature", type=float, default=1.0)
-      sub.add_argument("--seed", type=int, default=0)
-      sub.add_argument("--out", default=None)
+      sub.add_argument("--num", type=int, default=64, help="samples to draw")
+      sub.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1: the model's own distribution)")
+      sub.add_argument("--seed", type=int, default=0, help="seed of the sampler's key")
+      sub.add_argument("--out", default=None,
+                       help="PNG (.npy for data that are not images); None: WORKDIR/samples_seedS_tT.png")
       sub.add_argument("--label", type=int, default=None,
-                       help="class-conditional models: samples of this class only (default: one row per class)")
+                       help="class-conditional models: samples of this class only; None: one row per class")
 
   curves = commands.add_parser("curves", help="PNG of train and valid NLL per epoch (from metrics.jsonl)",
                                formatter_class=_HelpFormatter)
-  curves.add_argument("workdir", type=pathlib.Path)
+  curves.add_argument("workdir", type=pathlib.Path, help="a training workdir")
   curves.add_argument("--out", default=None, help="PNG (default WORKDIR/training_curves.png)")
   curves.set_defaults(run=_curves)
 
   def use_parser(name, run, help_text):
     sub = commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
-    sub.add_argument("workdir", type=pathlib.Path)
-    sub.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    sub.add_argument("workdir", type=pathlib.Path, help="a training workdir")
+    sub.add_argument("--checkpoint", choices=("best", "latest"), default="best",
+                     help="best validation epoch, or the last one saved")
     sub.set_defaults(run=run)
     return sub
 
   score = use_parser("score", _score, "per-example and per-pixel NLL of a dataset, heat maps")
   score.add_argument("data", help="dataset name (e.g. fashion_mnist) or .npz path")
-  score.add_argument("--split", choices=("train", "valid", "test"), default="test")
+  score.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the split to score")
   score.add_argument("--out", default=None, help="folder (default WORKDIR/scores/DATA_SPLIT)")
 
   ood = use_parser("ood", _ood, "OOD detection metrics of the NLL (and likelihood ratio)")
@@ -435,11 +440,11 @@ def main(argv=None):
                        default="top_half", help="the observed (clamped) pixels; the rest are sampled")
   inpaint.add_argument("--num", type=int, default=8, help="test images")
   inpaint.add_argument("--completions", type=int, default=4, help="completions per image")
-  inpaint.add_argument("--seed", type=int, default=0)
+  inpaint.add_argument("--seed", type=int, default=0, help="seed of the random mask and the sampler")
   inpaint.add_argument("--out", default=None, help="PNG (default WORKDIR/inpaint_MASK_seedSEED.png)")
 
   classify = use_parser("classify", _classify, "a class-conditional model as a generative classifier")
-  classify.add_argument("--split", choices=("train", "valid", "test"), default="test")
+  classify.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the split to classify")
   classify.add_argument("--prior", choices=("uniform", "train"), default="uniform",
                         help="class prior p(y): uniform, or the training set's label frequencies")
 
