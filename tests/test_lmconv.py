@@ -155,7 +155,7 @@ def test_context_reaches_every_path():
 
 @pytest.mark.parametrize("event_shape, options, message", [
     ((5, 4, 3), {"num_features": 2}, "at least 3 features"),
-    ((20,), {}, r"\[H, W, C\]"),
+    ((20,), {}, r"\[height, width, channels\]"),
     ((5, 4, 1), {"num_orderings": 9}, "num_orderings"),
     ((5, 4, 1), {"kernel_size": 4}, "odd"),
     ((5, 4, 1), {"activation": "swish"}, "activation"),

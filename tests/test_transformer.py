@@ -59,7 +59,7 @@ def test_kv_cache_shape():
 
 
 @pytest.mark.parametrize("event_shape, options, message", [
-    ((12,), {"position_embedding": "row_column"}, r"\[H, W, C\]"),
+    ((12,), {"position_embedding": "row_column"}, r"\[height, width, channels\]"),
     ((2, 3, 2), {"embed_dim": 6, "num_heads": 4}, "multiple"),
     ((2, 3, 2), {"position_embedding": "sinusoid"}, "position_embedding"),
     ((2, 3, 2), {"num_layers": 0}, "num_layers"),

@@ -256,14 +256,14 @@ class LMConv(base.AutoregressiveModel):
                head: heads_lib.Head = heads_lib.Bernoulli(), context_size: int = 0, rngs: nnx.Rngs):
     event_shape = tuple(int(n) for n in event_shape)
     if len(event_shape) != 3:
-      raise ValueError(f"LMConv models images: event_shape must be [H, W, C]; got {event_shape} "
-                       "(load images with data.layout='image')")
+      raise ValueError(f"LMConv models images: event_shape must be [height, width, channels]; got "
+                       f"{event_shape} (load images with data.layout='image')")
     height, width, channels = event_shape
     num_output_features = num_output_features or num_features
     if min(num_features, num_output_features) < channels:
-      raise ValueError(f"LMConv: with {channels} channels every layer needs at least {channels} "
-                       f"features (one group per channel); got num_features={num_features}, "
-                       f"num_output_features={num_output_features}")
+      raise ValueError(f"LMConv: num_features and num_output_features must be >= C = {channels}, at "
+                       f"least {channels} features (one group per channel); got num_features="
+                       f"{num_features}, num_output_features={num_output_features}")
     if not 1 <= num_orderings <= len(PIXEL_ORDERINGS):
       raise ValueError(f"LMConv: num_orderings must lie in [1, {len(PIXEL_ORDERINGS)}], got {num_orderings}")
     if num_layers < 0:

@@ -100,8 +100,9 @@ class Transformer(base.AutoregressiveModel):
       raise ValueError(f"Transformer: unknown position_embedding {position_embedding!r}; choose one "
                        f"of {POSITION_EMBEDDINGS}")
     if position_embedding == "row_column" and len(self.event_shape) != 3:
-      raise ValueError(f"Transformer: position_embedding='row_column' needs image events [H, W, C]; "
-                       f"got event_shape={self.event_shape} (use 'learned' for flat events)")
+      raise ValueError(f"Transformer: position_embedding='row_column' needs image events: event_shape "
+                       f"must be [height, width, channels]; got {self.event_shape} (use 'learned' "
+                       "for flat events)")
     self.num_layers, self.num_heads, self.embed_dim = int(num_layers), int(num_heads), int(embed_dim)
     self.position_embedding = position_embedding
     normal = nnx.initializers.normal(0.02)
