@@ -128,6 +128,9 @@ def training_curves_picture(records: list[dict], *, title: str | None = None,
     axes.axvline(epoch, color="grey", linestyle=":", linewidth=1)
     axes.plot([epoch], [nll], "o", color=BEST_COLOR, markersize=8, markeredgecolor="black",
               label=f"best valid: {nll:.2f} at epoch {epoch}", zorder=3)
+  from matplotlib.ticker import MaxNLocator
+
+  axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
   axes.set_xlabel("epoch")
   axes.set_ylabel("NLL (nats per example)")
   axes.grid(alpha=0.3)
