@@ -15,6 +15,12 @@ linear in the learning rate, so seed k's update is the base update scaled by
 The model's other state (orderings, masks) must not depend on the seed (it is shared); every
 epoch validates each model, and the test NLL is of the last epoch's parameters (no early
 stopping or checkpoints: for quick seed and learning-rate studies, not for reported runs).
+
+A custom call without a batching rule runs once per seed under `jax.vmap`: NADE's fused CPU
+kernel (`model.kernel="fused"`, what "auto" picks on a CPU) is such a call, and there the
+vmapped program is no faster than the seeds one after another (0.67x for 4 seeds of NADE-50,
+experiments/results/vmapped_seeds_nade_fused_kernel_cpu.json); pass `model.kernel=cumsum`
+(plain XLA) for vmapped NADE seeds.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@
          eval_ll  examples/s of the jitted log-likelihood
          sample   seconds for --num-samples full samples (cached step and full-pass sampler)
          compile  seconds to trace and compile the train step (first call)
+         flops    achieved FLOP/s of the train step: XLA's cost analysis of the compiled step
+                  (`flops` per call) over its median time; `fraction_of_peak` against `peak`
+         memory   bytes the compiled train step needs (XLA's memory analysis: arguments +
+                  outputs + temporaries − donated aliases), and the process's peak RSS
+         peak     the machine's measured float32 matmul peak (FLOP/s of a jitted N × N matmul,
+                  the same device), the reference of `flops`
 
 The fields match `../shared/peers/bench_torch.py`, so the two can run one after
 the other on the same machine and be compared as ratios:
@@ -14,6 +20,12 @@ the other on the same machine and be compared as ratios:
       --what train,eval,sample --batches 128,512
 
 Data: random binary 28×28 (Bernoulli(0.5)), fixed seed, as the PyTorch script.
+
+BENCHMARKS.md (every family, the machine and the date, and the PyTorch peer figures when
+`~/torchref/bin/python` exists) comes from one command:
+
+  python scripts/benchmark.py --markdown BENCHMARKS.md
+
 Throughput = batch / median step time (`value_best` uses the fastest step);
 `other_cores` is the CPU that other processes used meanwhile (contention).
 """
@@ -23,6 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
+import resource
+import subprocess
 import statistics
 import sys
 import time
@@ -52,9 +67,12 @@ MODELS = {
     # pytorch-generative's MNIST PixelCNN (15 residual blocks, 2·16 = 32 residual features, 32 head
     # features), on 28 × 28 × 1 images; the PyTorch peer is bench_torch.py's peer_pixelcnn.
     "pixelcnn": lambda: models.PixelCNNConfig(num_blocks=15, num_features=32, head_features=32),
+    "gated_pixelcnn": lambda: models.GatedPixelCNNConfig(),  # 8 gated layers of 32 features
+    "transformer": lambda: models.TransformerConfig(),  # 2 blocks, 4 heads, width 64, over 784 pixels
+    "lmconv": lambda: models.LMConvConfig(),  # 64 features, 4 residual layers, 8 orderings
 }
 #: Families whose events are images [H, W, C] rather than vectors [D].
-EVENT_SHAPES = {"pixelcnn": (28, 28, 1)}
+EVENT_SHAPES = {"pixelcnn": (28, 28, 1), "gated_pixelcnn": (28, 28, 1), "lmconv": (28, 28, 1)}
 
 
 def _cpu_jiffies():
@@ -70,9 +88,16 @@ def _other_cores(start, end) -> float:
   return round(max((end[1] - start[1]) - (end[2] - start[2]), 0) / hz / max(end[0] - start[0], 1e-9), 3)
 
 
+_OUT = {"file": None}  # --out: a JSON-lines file the figures are appended to as well
+
+
 def emit(model, what, batch, value, unit, **extra):
-  print(json.dumps({"model": model, "what": what, "batch": batch, "value": round(value, 4),
-                    "unit": unit, **extra}), flush=True)
+  line = json.dumps({"model": model, "what": what, "batch": batch, "value": round(value, 4),
+                     "unit": unit, **extra})
+  print(line, flush=True)
+  if _OUT["file"]:
+    with open(_OUT["file"], "a") as f:
+      f.write(line + "\n")
 
 
 def time_calls(fn, *, min_reps: int, budget_s: float):
@@ -107,15 +132,27 @@ def bench_model(name, args):
       compiled = step.lower(holder["state"], data, indices, key).compile()
       if "compile" in args.what:
         emit(name, "compile", batch, time.perf_counter() - t0, "s")
+      if "memory" in args.what:
+        memory = compiled.memory_analysis()
+        needed = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+        emit(name, "memory", batch, needed / 2**20, "MiB", temp_mib=round(memory.temp_size_in_bytes / 2**20, 2),
+             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 
       def run_step():
         holder["state"], loss = compiled(holder["state"], data, indices, key)
         loss.block_until_ready()
 
-      if "train" in args.what:
+      if "train" in args.what or "flops" in args.what:
         median, best, other, reps = time_calls(run_step, min_reps=args.min_reps, budget_s=args.budget)
         emit(name, "train", batch, batch / median, "examples/s", value_best=round(batch / best, 1),
              median_s=round(median, 5), reps=reps, other_cores=other)
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        if "flops" in args.what and cost and cost.get("flops"):
+          extra = {"fraction_of_peak": round(cost["flops"] / median / args.peak, 4)} if args.peak else {}
+          emit(name, "flops", batch, cost["flops"] / median, "FLOP/s", flops_per_step=cost["flops"],
+               **extra)
 
   if "eval" in args.what:
     for batch in args.batches:
@@ -140,10 +177,23 @@ def bench_model(name, args):
            first_call_s=round(first, 3), reps=reps, other_cores=other)
 
 
+def matmul_peak(size: int = 2048, *, min_reps: int, budget_s: float) -> float:
+  """FLOP/s of a jitted float32 `size × size` matmul on the default device (2·size³ per call)."""
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  matmul = jax.jit(lambda a, b: a @ b)
+  median, best, other, reps = time_calls(lambda: matmul(a, b).block_until_ready(),
+                                         min_reps=min_reps, budget_s=budget_s)
+  flops = 2.0 * size ** 3
+  emit("matmul", "peak", size, flops / median, "FLOP/s", value_best=round(flops / best, 1),
+       median_s=round(median, 5), reps=reps, other_cores=other)
+  return flops / best  # the best call: the peak the device reaches
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default="nade,fvsbn")
-  parser.add_argument("--what", default="train,eval,sample,compile")
+  parser.add_argument("--what", default="train,eval,sample,compile,flops,memory")
   parser.add_argument("--batches", default="128,512")
   parser.add_argument("--num-samples", type=int, default=64)
   parser.add_argument("--min-reps", type=int, default=3)
@@ -151,15 +201,118 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--samplers", default="cached,full_pass",
                       help="which samplers 'sample' times (full_pass: D full passes; minutes for a PixelCNN)")
+  parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
+  parser.add_argument("--markdown", default=None, metavar="BENCHMARKS.md",
+                      help="run every family (and the PyTorch peers when ~/torchref exists) and write "
+                           "the table to this file; the JSON lines go to experiments/results/")
   args = parser.parse_args()
+  if args.markdown:
+    return write_markdown(args)
+  _OUT["file"] = args.out
   args.what = set(args.what.split(","))
   args.batches = [int(b) for b in args.batches.split(",")]
   emit("env", "env", 0, 0, "", jax=jax.__version__, device=run_info.device_description(),
        python=sys.version.split()[0], loadavg=os.getloadavg())
+  args.peak = matmul_peak(min_reps=args.min_reps, budget_s=args.budget) if "flops" in args.what else None
   for name in args.models.split(","):
     if name not in MODELS:
       raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     bench_model(name, args)
+
+
+# --markdown: which families run which sampler (the full pass of the image families and the
+# Transformer is D = 784 passes of the whole network per sample: many minutes on a CPU).
+VECTOR_FAMILIES = "nade,nade_chunked,fvsbn,lstm,made,eonade"
+IMAGE_FAMILIES = "pixelcnn,gated_pixelcnn,transformer,lmconv"
+TORCH_PYTHON = pathlib.Path.home() / "torchref" / "bin" / "python"
+TORCH_SCRIPT = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "bench_torch.py"
+
+
+def _run_lines(command: list[str]) -> list[dict]:
+  print("+", " ".join(command), flush=True)
+  out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+  return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def write_markdown(args) -> None:
+  """Runs every family (and the PyTorch peers) and writes the table to `args.markdown`."""
+  here = pathlib.Path(__file__).resolve()
+  common = ["--num-samples", str(args.num_samples), "--min-reps", str(args.min_reps),
+            "--budget", str(args.budget)]
+  lines = _run_lines([sys.executable, str(here), "--models", VECTOR_FAMILIES, "--batches", "128", *common])
+  lines += [line for line in _run_lines([sys.executable, str(here), "--models", IMAGE_FAMILIES,
+                                         "--batches", "32", "--samplers", "cached", *common])
+            if line["model"] not in ("env", "matmul")]
+  results_dir = here.parent.parent / "experiments" / "results"
+  stamp = time.strftime("%Y-%m-%d")
+  (results_dir / f"benchmark_all_families_cpu_{stamp}.jsonl").write_text(
+      "".join(json.dumps(line) + "\n" for line in lines))
+  torch_lines = []
+  if TORCH_PYTHON.exists() and TORCH_SCRIPT.exists():
+    torch_lines = _run_lines([str(TORCH_PYTHON), str(TORCH_SCRIPT), "--models", "ref_nade_loop,ref_nade,ref_made",
+                              "--what", "params,train,eval,sample", "--batches", "128"])
+    (results_dir / f"benchmark_torch_peers_cpu_{stamp}.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in torch_lines))
+  pathlib.Path(args.markdown).write_text(_markdown(lines, torch_lines, stamp))
+  print(f"wrote {args.markdown}")
+
+
+def _markdown(lines: list[dict], torch_lines: list[dict], stamp: str) -> str:
+  env = next(line for line in lines if line["model"] == "env")
+  peak = next((line for line in lines if line["what"] == "peak"), None)
+
+  def figure(model, what, fmt, **match):
+    for line in lines:
+      if line["model"] == model and line["what"] == what and all(line.get(k) == v for k, v in match.items()):
+        return fmt(line)
+    return "—"
+
+  models = list(dict.fromkeys(line["model"] for line in lines if line["model"] not in ("env", "matmul")))
+  rows = ["| model | params | batch | train ex/s | eval ex/s | 64 samples, cached (s) | 64 samples, full pass (s) "
+          "| compile (s) | train step (MiB) | train GFLOP/s | of peak |", "|" + "---|" * 11]
+  for model in models:
+    rows.append("| " + " | ".join([
+        model,
+        figure(model, "params", lambda l: f"{l['value'] / 1e6:.2f} M"),
+        figure(model, "train", lambda l: str(l["batch"])),
+        figure(model, "train", lambda l: f"{l['value']:,.0f}"),
+        figure(model, "eval_ll", lambda l: f"{l['value']:,.0f}"),
+        figure(model, "sample", lambda l: f"{l['value']:.3g}", sampler="cached"),
+        figure(model, "sample", lambda l: f"{l['value']:.3g}", sampler="full_pass"),
+        figure(model, "compile", lambda l: f"{l['value']:.1f}"),
+        figure(model, "memory", lambda l: f"{l['value']:.1f}"),
+        figure(model, "flops", lambda l: f"{l['value'] / 1e9:.2f}"),
+        figure(model, "flops", lambda l: f"{100 * l['fraction_of_peak']:.1f}%" if "fraction_of_peak" in l else "—"),
+    ]) + " |")
+  text = [
+      "# Benchmarks", "",
+      "Regenerate: `python scripts/benchmark.py --markdown BENCHMARKS.md` (every family; batch 128, "
+      "32 for the image families and the Transformer, whose steps take seconds on a CPU; "
+      "then the PyTorch peers of `../shared/peers/bench_torch.py` when `~/torchref` exists). "
+      "The figures are medians of repeated calls on random binary 28 × 28 data; the JSON lines are in "
+      f"`experiments/results/benchmark_all_families_cpu_{stamp}.jsonl`.", "",
+      f"Machine: {env['device']}; jax {env['jax']}; date {stamp}; load average at the start "
+      f"{', '.join(f'{x:.1f}' for x in env['loadavg'])} (the cores were shared with other jobs, so "
+      "compare figures within one table, not across runs).", "",
+      f"Matmul peak (float32 2048 × 2048, best call): "
+      + (f"{peak['value_best'] / 1e9:.1f} GFLOP/s" if peak else "not measured") + ". "
+      "`train GFLOP/s` is XLA's cost analysis of the compiled train step over its median time; "
+      "`train step (MiB)` is XLA's memory analysis of that step (arguments + outputs + temporaries − "
+      "donated buffers). Full-pass sampling of the image families and the Transformer (784 network "
+      "passes per sample) is not run here (—). A fraction of peak above 100% means the matmul peak was "
+      "measured while other jobs held the cores (it is the best call, yet below the device's peak).", "",
+      *rows, ""]
+  if torch_lines:
+    text += ["## PyTorch peers (same machine, same run)", "",
+             "| model | what | batch | value | unit |", "|---|---|---|---|---|"]
+    for line in torch_lines:
+      if line.get("model") != "env":
+        text.append(f"| {line['model']} | {line['what']}{' (' + line['sampler'] + ')' if 'sampler' in line else ''} "
+                    f"| {line['batch']} | {line['value']:,.4g} | {line['unit']} |")
+    text.append("")
+  else:
+    text += ["PyTorch peers: not run (`~/torchref/bin/python` absent; see ../shared/peers/README.md).", ""]
+  return "\n".join(text)
 
 
 if __name__ == "__main__":
