@@ -46,7 +46,7 @@ class OptimConfig:
 
 
 OPTIM_RULES = {
-    "learning_rate": validation.real(minimum=0, above=True),  # > 0: a negative one climbs the loss
+    "learning_rate": validation.real(minimum=0),  # a negative one climbs the loss; 0 freezes the parameters
     "schedule": validation.one_of("constant", "cosine", "exponential"),
     "decay_rate": validation.real(minimum=0, maximum=1, above=True),
     "warmup_epochs": validation.real(minimum=0),

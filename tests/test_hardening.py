@@ -26,7 +26,7 @@ BAD_OVERRIDES = [
     ("model.num_hidden=0", "model.num_hidden expects an int >= 1; got 0"),
     ("model.num_hidden=-5", "model.num_hidden expects an int >= 1; got -5"),
     ("model.chunk_size=0", "model.chunk_size expects an int >= 1; got 0"),
-    ("optim.learning_rate=-0.01", "optim.learning_rate expects a finite number > 0; got -0.01"),
+    ("optim.learning_rate=-0.01", "optim.learning_rate expects a finite number >= 0; got -0.01"),
     ("optim.learning_rate=nan", "optim.learning_rate expects a float"),
     ("optim.grad_clip_norm=-1", "optim.grad_clip_norm expects None or a finite number > 0; got -1"),
     ("optim.ema_decay=1.0", "optim.ema_decay expects a finite number >= 0 and < 1; got 1.0"),
