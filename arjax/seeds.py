@@ -19,7 +19,7 @@ stopping or checkpoints: for quick seed and learning-rate studies, not for repor
 A custom call without a batching rule runs once per seed under `jax.vmap`: NADE's fused CPU
 kernel (`model.kernel="fused"`, what "auto" picks on a CPU) is such a call, and there the
 vmapped program is no faster than the seeds one after another (0.67x for 4 seeds of NADE-50,
-experiments/results/vmapped_seeds_nade_fused_kernel_cpu.json); pass `model.kernel=cumsum`
+experiments/results/speed/vmapped_seeds_nade_fused_kernel_cpu.json); pass `model.kernel=cumsum`
 (plain XLA) for vmapped NADE seeds.
 """
 

@@ -204,7 +204,7 @@ def main():
   parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
   parser.add_argument("--markdown", default=None, metavar="BENCHMARKS.md",
                       help="run every family (and the PyTorch peers when ~/torchref exists) and write "
-                           "the table to this file; the JSON lines go to experiments/results/")
+                           "the table to this file; the JSON lines go to experiments/results/speed/")
   args = parser.parse_args()
   if args.markdown:
     return write_markdown(args)
@@ -243,7 +243,7 @@ def write_markdown(args) -> None:
   lines += [line for line in _run_lines([sys.executable, str(here), "--models", IMAGE_FAMILIES,
                                          "--batches", "32", "--samplers", "cached", *common])
             if line["model"] not in ("env", "matmul")]
-  results_dir = here.parent.parent / "experiments" / "results"
+  results_dir = here.parent.parent / "experiments" / "results" / "speed"
   stamp = time.strftime("%Y-%m-%d")
   (results_dir / f"benchmark_all_families_cpu_{stamp}.jsonl").write_text(
       "".join(json.dumps(line) + "\n" for line in lines))
@@ -290,7 +290,7 @@ def _markdown(lines: list[dict], torch_lines: list[dict], stamp: str) -> str:
       "32 for the image families and the Transformer, whose steps take seconds on a CPU; "
       "then the PyTorch peers of `../shared/peers/bench_torch.py` when `~/torchref` exists). "
       "The figures are medians of repeated calls on random binary 28 × 28 data; the JSON lines are in "
-      f"`experiments/results/benchmark_all_families_cpu_{stamp}.jsonl`.", "",
+      f"`experiments/results/speed/benchmark_all_families_cpu_{stamp}.jsonl`.", "",
       f"Machine: {env['device']}; jax {env['jax']}; date {stamp}; load average at the start "
       f"{', '.join(f'{x:.1f}' for x in env['loadavg'])} (the cores were shared with other jobs, so "
       "compare figures within one table, not across runs).", "",

@@ -1,6 +1,6 @@
 """Data-parallel train-step speed on forced CPU devices (no multi-device accelerator here).
 
-    python scripts/data_parallel_cpu.py --out experiments/results/data_parallel_forced_cpu.json
+    python scripts/data_parallel_cpu.py --out experiments/results/speed/data_parallel_forced_cpu.json
 
 Starts itself with `XLA_FLAGS=--xla_force_host_platform_device_count=4`: the host's cores are
 split into 4 XLA "devices", so the figures measure the overhead and scaling of the sharded
@@ -79,7 +79,7 @@ def main():
   parser.add_argument("--batch", type=int, default=512)
   parser.add_argument("--reps", type=int, default=20)
   parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("experiments/results/data_parallel_forced_cpu.json"))
+                      default=pathlib.Path("experiments/results/speed/data_parallel_forced_cpu.json"))
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:

@@ -1,7 +1,7 @@
 """Speed-up of training 4 seeds in one vmapped program over training them one after another.
 
     ARJAX_DATA_DIR=../shared/data python scripts/vmapped_seeds.py \
-        --out experiments/results/vmapped_seeds_cpu.json
+        --out experiments/results/speed/vmapped_seeds_cpu.json
 
 Both sides run `arjax.seeds.train_vmapped` on the same data and epochs: once with all seeds
 (one compile, one pass over the data per epoch), and once per seed with one seed each
@@ -32,7 +32,7 @@ def main():
   parser.add_argument("--num-seeds", type=int, default=4)
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--max-train", type=int, default=10_000)
-  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/vmapped_seeds_cpu.json"))
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/speed/vmapped_seeds_cpu.json"))
   parser.add_argument("overrides", nargs="*", default=["model.num_hidden=50"])
   args = parser.parse_args()
 
