@@ -34,9 +34,11 @@ training, validation and test; the sample grids have one row per class; the
 NLLs reported are −log p(x | label).
 
 The step is a pure function of (state, data, indices, key) under `jax.jit`
-(and of the training contexts, indexed like the data, for a conditional model):
-to train data-parallel, place `state` replicated and the data sharded with
-`jax.sharding.NamedSharding` and the same step runs unchanged.
+(and of the training contexts, indexed like the data, for a conditional model).
+Data parallel (arjax.sharding): with several devices the state is placed replicated (or
+FSDP-split, `train.shard_params`) and each step's indices and each evaluation batch are split
+over the mesh axis "data"; the same step runs unchanged. Streamed input (arjax.streaming,
+`train.input_pipeline`) gives the step the batch itself instead of (data, indices).
 """
 
 from __future__ import annotations

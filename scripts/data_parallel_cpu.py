@@ -41,6 +41,7 @@ def child(args):
       placement = sharding.Placement.create(num_devices=num_devices, shard_params=shard_params)
       tx, _ = train.make_optimizer(config_lib.OptimConfig(learning_rate=1e-3), 1, 1)
       graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+      params = jax.tree.map(jnp.copy, params)  # the step donates its state: a fresh copy each time
       state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
       out_shardings = None
       if not placement.trivial:
