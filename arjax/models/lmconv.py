@@ -261,8 +261,8 @@ class LMConv(base.AutoregressiveModel):
     height, width, channels = event_shape
     num_output_features = num_output_features or num_features
     if min(num_features, num_output_features) < channels:
-      raise ValueError(f"LMConv: num_features and num_output_features must be >= C = {channels}, at "
-                       f"least {channels} features (one group per channel); got num_features="
+      raise ValueError(f"LMConv: num_features must be >= C = {channels} (and num_output_features too), "
+                       f"at least {channels} features: one group per channel; got num_features="
                        f"{num_features}, num_output_features={num_output_features}")
     if not 1 <= num_orderings <= len(PIXEL_ORDERINGS):
       raise ValueError(f"LMConv: num_orderings must lie in [1, {len(PIXEL_ORDERINGS)}], got {num_orderings}")
