@@ -396,9 +396,8 @@ def resolve_data_dir(config: DataConfig) -> str | None:
 
 
 def load_dataset(config: DataConfig) -> Dataset:
-  """Loads, checks and transforms a dataset as the config says; all in memory."""
-  if not 0.0 <= config.perturb < 1.0:
-    raise ValueError(f"data.perturb must lie in (0, 1) (or be 0: off); got {config.perturb}")
+  """Loads, checks and transforms a dataset as the config says; all in memory (the config's
+  values were checked when it was made: `DATA_RULES`)."""
   data_dir = resolve_data_dir(config)
   source = config.source
   if source == "auto":
@@ -460,8 +459,6 @@ def load_dataset(config: DataConfig) -> Dataset:
     if num_levels != 256:
       raise ValueError(f"dequantize='logit' needs 8-bit data (0..255); {config.name!r} has "
                        f"{'binary' if num_levels == 2 else 'real'} values. Use dequantize='none'.")
-    if not 0.0 < config.logit_lambda < 0.5:
-      raise ValueError(f"logit_lambda must lie in (0, 0.5); got {config.logit_lambda}")
     for i, split in enumerate(SPLITS):
       if split != "train":  # the training split stays 8-bit: `prepare_batch` adds new noise each step
         noise = np.random.default_rng(config.binarize_seed + i).random(splits[split].shape)

@@ -129,7 +129,7 @@ def test_ema_tracks_the_average_of_the_iterates(stripes, tmp_path):
     expected = jax.tree.map(lambda a, p: d * a + (1 - d) * p, averages[t], iterates[t + 1])
     jax.tree.map(lambda e, a: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7), expected, averages[t + 1])
   assert not np.allclose(jax.tree.leaves(averages[-1])[0], jax.tree.leaves(iterates[-1])[0])
-  with pytest.raises(ValueError, match="ema_decay must be in"):
+  with pytest.raises(ValueError, match="ema_decay expects a finite number >= 0 and < 1; got 1.0"):
     bad = dataclasses.replace(config, optim=dataclasses.replace(config.optim, ema_decay=1.0))
     train.train_and_evaluate(bad, tmp_path / "bad")
 
