@@ -4,9 +4,10 @@
 
 `my.npz` holds `train` and `test` arrays (and `valid`; without it a sixth of `train` is held
 out), one row per example, values 0/1 (for 8-bit or real data add
-`model.head=categorical(num_classes=256)` or `model.head=mixture_of_gaussians(num_components=10)`). Without
-`--data` the run uses binarized MNIST. The run is 10,000 Adam steps whatever the data's size,
-under a cosine schedule over those steps; it validates every 250 steps (or every epoch when an
+`model.head=categorical(num_classes=256)` or
+`model.head=mixture_of_gaussians(num_components=10)`). Without `--data` the run uses
+binarized MNIST. The run is 10,000 Adam steps whatever the data's size, under a cosine
+schedule over those steps; it validates every 250 steps (or every epoch when an
 epoch is longer), keeps the best validation checkpoint (early stopping is what regularizes on a
 few hundred rows), stops after 8 validations without improvement, and puts a Gaussian prior of
 precision 1 on the weights (an L2 penalty of 1/N_train per example: it matters on small data

@@ -4,15 +4,17 @@
 
 `my.npz` holds `train` and `test` arrays (and `valid`; without it a sixth of `train` is held
 out), one row per example, values 0/1 (for 8-bit or real data add
-`model.head=categorical(num_classes=256)` or `model.head=mixture_of_gaussians(num_components=10)`). Without
-`--data` the run uses binarized MNIST. The run is 10,000 Adam steps whatever the data's size,
-under a cosine schedule over those steps; it validates every 250 steps (or every epoch when an
+`model.head=categorical(num_classes=256)` or
+`model.head=mixture_of_gaussians(num_components=10)`). Without `--data` the run uses
+binarized MNIST. The run is 10,000 Adam steps whatever the data's size, under a cosine
+schedule over those steps; it validates every 250 steps (or every epoch when an
 epoch is longer), keeps the best validation checkpoint (early stopping is what regularizes on a
 few hundred rows), stops after 8 validations without improvement, and puts a Gaussian prior of
 precision 1 on the weights (an L2 penalty of 1/N_train per example: it matters on small data
 and fades on large; on 300 rows precisions 10 and 100 gave a worse best validation NLL).
-Measured on binary data sampled from a known model (D = 100, 300 to 50,000 rows):
-experiments/results/own_data_by_size.json (scripts/own_data_by_size.py).
+Measured on binary data sampled from a known model (D = 100, 300 / 2,000 / 10,000 / 50,000
+rows): true test NLL 33.08, this experiment 38.74 / 34.40 / 33.41 / 33.20 nats
+(experiments/results/own_data_by_size.json, scripts/own_data_by_size.py).
 Variants: "smoke" (tiny model, a few hundred examples; seconds on CPU).
 """
 
