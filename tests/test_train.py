@@ -347,8 +347,8 @@ def test_checkpoint_every_saves_latest_less_often_and_resume_redoes_the_rest(str
   workdir = tmp_path / "run"
   real_step = train._make_train_step
 
-  def fails_in_epoch_4(*args):  # 20 steps per epoch: epochs 1-3 complete, epoch 4 does not
-    step = real_step(*args)
+  def fails_in_epoch_4(*args, **kwargs):  # 20 steps per epoch: epochs 1-3 complete, epoch 4 does not
+    step = real_step(*args, **kwargs)
 
     def maybe_nan(state, *rest):
       state, loss = step(state, *rest)
