@@ -23,9 +23,9 @@ Workdir layout:
   config.json            experiment spec, overrides and the full config
   checkpoints/latest/N   state after epoch N (+ loop bookkeeping)
   checkpoints/best/N     state of the best validation epoch N
-  metrics.jsonl          one JSON object per epoch
+  metrics.jsonl          one JSON object per validation (every epoch by default)
   tb/                    TensorBoard events
-  samples/epoch_NNN.png  samples after each epoch
+  samples/epoch_NNN.png  samples after the validations (image data only)
   results.json           final figures
 
 Class-conditional models (`data.context="label"`, a model with `context_size`
