@@ -189,10 +189,11 @@ class Transformer(base.AutoregressiveModel):
     all_keys, all_values = cache["keys"], cache["values"]
     for layer, block in enumerate(self.blocks):
       query, key, value = block.queries_keys_values(h)  # [B, 1, heads, head_dim]
-      keys = jax.lax.dynamic_update_slice_in_dim(all_keys[layer], key, t, axis=1)  # [B, D, heads, head_dim]
-      values = jax.lax.dynamic_update_slice_in_dim(all_values[layer], value, t, axis=1)
-      all_keys, all_values = all_keys.at[layer].set(keys), all_values.at[layer].set(values)
-      h = block.attend(h, query, keys, values, allowed)  # [B, 1, E]
+      # One in-place write of position t into the [L, B, D, heads, head_dim] buffers, then a read
+      # of layer `layer` (writing a whole updated layer back copied it every step).
+      all_keys = jax.lax.dynamic_update_slice(all_keys, key[None], (layer, 0, t, 0, 0))
+      all_values = jax.lax.dynamic_update_slice(all_values, value[None], (layer, 0, t, 0, 0))
+      h = block.attend(h, query, all_keys[layer], all_values[layer], allowed)  # [B, 1, E]
     params = self.output(self.final_norm(h[:, 0]))  # [B, P]
     return params, {**cache, "keys": all_keys, "values": all_values}
 
