@@ -33,6 +33,37 @@ FAMILIES = {
         embed_dim=8, rngs=nnx.Rngs(0)),
 }
 
+# Image families: events [H, W, C], generated in raster order over (row, column, channel), the one
+# order their masks implement. A factory takes (event_shape, head, context_size); further image
+# families (e.g. an order-agnostic PixelCNN) add an entry here and every generic test runs for them.
+IMAGE_FAMILIES = {
+    "pixelcnn": lambda event_shape, head, context_size=0: models.PixelCNN(
+        event_shape, head=head, num_blocks=2, num_features=6, head_features=6, activation="tanh",
+        context_size=context_size, rngs=nnx.Rngs(0)),
+    "gated_pixelcnn": lambda event_shape, head, context_size=0: models.GatedPixelCNN(
+        event_shape, head=head, num_layers=2, num_features=6, head_features=6, activation="tanh",
+        context_size=context_size, rngs=nnx.Rngs(0)),
+}
+#: The small images the image-specific tests use: one grey channel, and RGB (channel groups).
+IMAGE_SHAPES = {"5x5x1": (5, 5, 1), "4x4x3": (4, 4, 3)}
+ALL_FAMILIES = [*FAMILIES, *IMAGE_FAMILIES]
+
+
+def image_shape_for(num_dims: int) -> tuple[int, int, int]:
+  """A one-channel image of D pixels for the generic tests' D: two rows when D is even."""
+  return (2, num_dims // 2, 1) if num_dims % 2 == 0 and num_dims > 2 else (1, num_dims, 1)
+
+
+def event_shape_for(family: str, num_dims: int) -> tuple[int, ...]:
+  """The event shape a generic test of D dimensions uses for `family`: [D], or an image of D pixels."""
+  return image_shape_for(num_dims) if family in IMAGE_FAMILIES else (num_dims,)
+
+
+def make_image_model(family: str, head: str, event_shape, *, context_size: int = 0, scale: float = 0.7):
+  """A small image model with perturbed parameters (see `make_model`)."""
+  return perturb(IMAGE_FAMILIES[family](tuple(event_shape), HEADS[head], context_size), scale)
+
+
 HEADS = {
     "bernoulli": heads.Bernoulli(),
     "categorical": heads.Categorical(num_classes=3),
@@ -47,6 +78,8 @@ ORDERINGS = ("raster", "reverse", "random")
 def make_model(family: str, head: str, ordering="raster", num_dims: int = 6, *, scale: float = 0.7):
   """A small model whose parameters are pushed away from their (near-uniform) initial values,
   so that every property test sees a distribution with real structure."""
+  if family in IMAGE_FAMILIES:  # raster order only: `ordering` does not apply
+    return make_image_model(family, head, image_shape_for(num_dims), scale=scale)
   return perturb(FAMILIES[family]((num_dims,), HEADS[head], ordering), scale)
 
 
@@ -84,3 +117,20 @@ def all_configurations(head, num_dims):
 MODEL_CASES = [pytest.param(f, h, o, id=f"{f}-{h}-{o}")
                for f in FAMILIES
                for h, o in [("bernoulli", o) for o in ORDERINGS] + [(h, "random") for h in HEADS if h != "bernoulli"]]
+MODEL_CASES += [pytest.param(f, h, "raster", id=f"{f}-{h}-raster") for f in IMAGE_FAMILIES for h in HEADS]
+
+
+def dependencies(model, x, *, context=None) -> np.ndarray:
+  """`[D_out, D_in]` bool: whether any param of flat dimension d_out has a nonzero derivative with
+  respect to input d_in at `x [*event_shape]` (exactly nonzero: masked paths must give 0.0)."""
+  x = jnp.asarray(x, jnp.float32)  # differentiate the float network input; discrete heads cast it
+  context = None if context is None else context[None]
+  jacobian = jax.jacrev(lambda u: model.conditionals(u[None], context=context)[0])(x)  # [*E, P, *E]
+  jacobian = np.asarray(jacobian).reshape(model.num_dims, model.head.num_params, model.num_dims)
+  return np.abs(jacobian).sum(axis=1) > 0
+
+
+def earlier(model) -> np.ndarray:
+  """`[D_out, D_in]` bool: input d_in comes before output d_out in the model's ordering."""
+  position = np.argsort(np.asarray(model.ordering[...]))
+  return position[None, :] < position[:, None]

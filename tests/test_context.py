@@ -14,7 +14,7 @@ from arjax import __main__ as cli
 from arjax import config as config_lib
 from arjax import checkpoints, data, models, train, uses
 from arjax.models.nade_kernel import nade_conditionals, nade_conditionals_reference
-from conftest import HEADS, all_configurations, perturb, random_values
+from conftest import HEADS, IMAGE_FAMILIES, all_configurations, event_shape_for, perturb, random_values
 
 CONTEXT_SIZE = 3
 
@@ -34,11 +34,12 @@ FAMILIES = {
     "deep_nade": lambda event_shape, head, context_size: models.DeepNADE(
         event_shape, head=head, ordering="random", ordering_seed=3, hidden_sizes=(8, 8),
         activation="tanh", positions_per_pass=4, context_size=context_size, rngs=nnx.Rngs(0)),
+    **IMAGE_FAMILIES,  # events [H, W, 1] of the same D pixels (conftest.event_shape_for)
 }
 
 
 def make_conditional(family, head="bernoulli", num_dims=6, context_size=CONTEXT_SIZE):
-  return perturb(FAMILIES[family]((num_dims,), HEADS[head], context_size))
+  return perturb(FAMILIES[family](event_shape_for(family, num_dims), HEADS[head], context_size))
 
 
 def random_context(batch_size, seed=0):
@@ -49,13 +50,15 @@ def random_context(batch_size, seed=0):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_autoregressive_given_context_and_every_conditional_sees_the_context(family):
   model = make_conditional(family)
-  x = random_values(model.head, (model.num_dims,), seed=1)
+  x = random_values(model.head, model.event_shape, seed=1)
   context = random_context(1)[0]
   # [D, P, D] and [D, P, C]: every conditional's params against x and against the context.
   jacobian_x, jacobian_context = jax.jit(jax.jacrev(
       lambda u, z: model.conditionals(u[None], context=z[None])[0], argnums=(0, 1)))(x, context)
   position = np.argsort(np.asarray(model.ordering[...]))
-  depends = np.abs(np.asarray(jacobian_x)).sum(axis=1) > 0  # [D_out, D_in]
+  num_dims = model.num_dims
+  depends = np.abs(np.asarray(jacobian_x).reshape(num_dims, -1, num_dims)).sum(axis=1) > 0  # [D_out, D_in]
+  jacobian_context = np.asarray(jacobian_context).reshape(num_dims, -1, CONTEXT_SIZE)
   assert not np.any(depends & ~(position[None, :] < position[:, None])), "a conditional sees the future"
   assert np.all(np.abs(np.asarray(jacobian_context)).sum(axis=(1, 2)) > 0), "a conditional ignores the context"
 
@@ -63,7 +66,7 @@ def test_autoregressive_given_context_and_every_conditional_sees_the_context(fam
 @pytest.mark.parametrize("family", FAMILIES)
 def test_exact_normalization_for_each_context(family, num_dims=6):
   model = make_conditional(family, "bernoulli", num_dims)
-  x = all_configurations(model.head, num_dims)  # [K^D, D]
+  x = all_configurations(model.head, num_dims).reshape(-1, *model.event_shape)  # [K^D, *event_shape]
   log_probs = [arjax.log_prob(model, x, context=jnp.broadcast_to(random_context(1, seed), (len(x), CONTEXT_SIZE)))
                for seed in (0, 1)]
   for log_prob in log_probs:
@@ -85,7 +88,7 @@ def test_cached_sampling_with_context_equals_full_pass_and_likelihood(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bad_contexts_raise(family):
   model = make_conditional(family)
-  x = random_values(model.head, (4, model.num_dims))
+  x = random_values(model.head, (4, *model.event_shape))
   with pytest.raises(ValueError, match="is conditional"):
     arjax.log_prob(model, x)
   with pytest.raises(ValueError, match="is conditional"):
@@ -95,7 +98,7 @@ def test_bad_contexts_raise(family):
       arjax.log_prob(model, x, context=bad)
     with pytest.raises(ValueError, match=r"context must have shape"):
       arjax.sample(model, jax.random.key(0), 4, context=bad)
-  unconditional = FAMILIES[family]((model.num_dims,), HEADS["bernoulli"], 0)
+  unconditional = FAMILIES[family](model.event_shape, HEADS["bernoulli"], 0)
   with pytest.raises(ValueError, match="unconditional"):
     arjax.log_prob(unconditional, x, context=random_context(4))
   assert not any("context" in str(path) for path, _ in nnx.to_flat_state(nnx.state(unconditional))), \

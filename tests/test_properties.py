@@ -13,42 +13,38 @@ import pytest
 import scipy.stats
 
 import arjax
-from conftest import (DISCRETE_HEADS, FAMILIES, HEADS, MODEL_CASES, all_configurations, make_model,
-                      random_values)
+from conftest import (ALL_FAMILIES, DISCRETE_HEADS, HEADS, MODEL_CASES, all_configurations, dependencies,
+                      earlier, make_model, random_values)
 
 
 @pytest.mark.parametrize("family, head, ordering", MODEL_CASES)
 def test_autoregressive_jacobian(family, head, ordering):
   model = make_model(family, head, ordering)
   num_dims = model.num_dims
-  # Differentiate with respect to the (float) network input; discrete heads cast it.
-  x = random_values(model.head, (1, num_dims), seed=1).astype(jnp.float32)
-  jacobian = jax.jacrev(lambda u: model.conditionals(u[None])[0])(x[0])  # [D, P, D]
-  position = np.argsort(np.asarray(model.ordering[...]))
-  depends = np.abs(np.asarray(jacobian)).sum(axis=1) > 0  # [D_out, D_in]
-  allowed = position[None, :] < position[:, None]  # input j comes before output d
+  depends = dependencies(model, random_values(model.head, model.event_shape, seed=1))  # [D_out, D_in]
+  allowed = earlier(model)  # input j comes before output d
   assert not np.any(depends & ~allowed), "a conditional depends on itself or a later dimension"
   first = np.asarray(model.ordering[...])[0]
   needs_inputs = np.arange(num_dims) != first
   assert np.all(depends[needs_inputs].any(axis=1)), "a conditional ignores all earlier dimensions"
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("head, num_dims", [("bernoulli", 8), ("categorical", 4), ("dlm", 3)])
 def test_exact_normalization_discrete(family, head, num_dims):
   model = make_model(family, head, "random", num_dims=num_dims)
-  x = all_configurations(model.head, num_dims)
+  x = all_configurations(model.head, num_dims).reshape(-1, *model.event_shape)
   total = jnp.exp(jax.nn.logsumexp(arjax.log_prob(model, x)))
   np.testing.assert_allclose(total, 1.0, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("head", ["mog", "mol"])
 def test_exact_normalization_continuous_2d(family, head):
   model = make_model(family, head, "reverse", num_dims=2, scale=0.3)
   grid = jnp.linspace(-25.0, 25.0, 1001)
   step = grid[1] - grid[0]
-  x = jnp.stack(jnp.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+  x = jnp.stack(jnp.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, *model.event_shape)
   total = jnp.sum(jnp.exp(arjax.log_prob(model, x))) * step**2
   np.testing.assert_allclose(total, 1.0, atol=2e-3)
 
@@ -60,13 +56,14 @@ def test_sampled_conditionals_equal_teacher_forced(family, head, ordering):
   np.testing.assert_allclose(params, model.conditionals(samples), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("head", DISCRETE_HEADS)
 def test_sample_frequencies_match_probabilities(family, head):
   model = make_model(family, head, "random", num_dims=3, scale=1.5)
   configurations = all_configurations(model.head, 3)
-  probs = np.asarray(jnp.exp(arjax.log_prob(model, configurations)), np.float64)
-  samples = np.asarray(arjax.sample(model, jax.random.key(7), 20_000))
+  probs = np.asarray(jnp.exp(arjax.log_prob(model, configurations.reshape(-1, *model.event_shape))),
+                     np.float64)
+  samples = np.asarray(arjax.sample(model, jax.random.key(7), 20_000)).reshape(20_000, -1)
   levels = int(configurations.max()) + 1
   index = (samples.astype(np.int64) * levels ** np.arange(2, -1, -1)).sum(-1)
   counts = np.bincount(index, minlength=len(configurations))
@@ -89,17 +86,17 @@ def test_cached_sampling_equals_full_pass(family, head, ordering):
   np.testing.assert_allclose(cached, full, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("head", HEADS)
 def test_clamped_dimensions_come_back_unchanged(family, head):
   model = make_model(family, head, "random")
-  given = random_values(model.head, (5, model.num_dims), seed=9)
-  mask = np.random.default_rng(0).random((5, model.num_dims)) < 0.5
+  given = random_values(model.head, (5, *model.event_shape), seed=9)
+  mask = np.random.default_rng(0).random((5, *model.event_shape)) < 0.5
   samples = arjax.sample(model, jax.random.key(1), 5, given=given, given_mask=mask)
   np.testing.assert_array_equal(np.asarray(samples)[mask], np.asarray(given)[mask])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_temperature_zero_limit_is_deterministic(family):
   model = make_model(family, "bernoulli", "raster")
   a = arjax.sample(model, jax.random.key(0), 4, temperature=1e-4)
@@ -107,10 +104,10 @@ def test_temperature_zero_limit_is_deterministic(family):
   np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_features_shape_and_batch_independence(family):
   model = make_model(family, "bernoulli")
-  x = random_values(model.head, (4, model.num_dims))
+  x = random_values(model.head, (4, *model.event_shape))
   features = arjax.features(model, x)
   assert features.ndim == 2 and features.shape[0] == 4
   np.testing.assert_allclose(arjax.features(model, x[:1]), features[:1], atol=1e-6)
