@@ -11,9 +11,9 @@ on top only: the half of a k × k kernel that a mask would zero out is never
 stored or multiplied (a 7 × 7 mask-A kernel is 4 × 7). What remains of the
 constraint — the pixels right of the output in its own row, and the channel
 order at the output pixel itself — is a 0/1 mask multiplied into the weights
-at every call, and taps the mask empties entirely are never multiplied. Masks rather than shifted convolutions because one weight layout
-then serves the full-image pass (`__call__`) and the one-pixel step of cached
-sampling (`valid` on a window of the cache), and because an exact 0/1 mask
+at every call, and taps the mask empties entirely are never multiplied. Masks
+rather than shifted convolutions because one weight layout then serves the
+full-image pass (`__call__`) and the one-pixel step of cached sampling (`valid` on a window of the cache), and because an exact 0/1 mask
 gives exactly zero derivatives through the masked taps: `jax.jacrev` of a
 conditional with respect to a later input is 0.0, not ~1e-7.
 
