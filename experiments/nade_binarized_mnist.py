@@ -15,6 +15,9 @@ Sweeps: "hidden" (num_hidden 100, 250, 500), "smoke_hidden" (the smoke variant a
 
     ARJAX_DATA_DIR=../shared/data python -m arjax sweep nade_binarized_mnist:hidden --root runs/sweeps/nade_hidden
     python -m arjax sweep nade_binarized_mnist:hidden --root runs/sweeps/nade_hidden --report
+
+Run with train.max_train_minutes=24 per point on the shared 2-core CPU: 26, 6 and 5 epochs,
+none converged (experiments/results/sweeps/nade_hidden/, with that caveat).
 """
 
 from arjax.config import Config, OptimConfig, TrainConfig, smoke, unknown_variant
