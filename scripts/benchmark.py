@@ -205,15 +205,25 @@ def main():
   parser.add_argument("--markdown", default=None, metavar="BENCHMARKS.md",
                       help="run every family (and the PyTorch peers when ~/torchref exists) and write "
                            "the table to this file; the JSON lines go to experiments/results/speed/")
+  parser.add_argument("--render", action="store_true",
+                      help="with --markdown: write the table from today's JSON lines without running")
+  parser.add_argument("--no-env", action="store_true", help=argparse.SUPPRESS)  # a second part of one run
   args = parser.parse_args()
   if args.markdown:
     return write_markdown(args)
   _OUT["file"] = args.out
   args.what = set(args.what.split(","))
   args.batches = [int(b) for b in args.batches.split(",")]
-  emit("env", "env", 0, 0, "", jax=jax.__version__, device=run_info.device_description(),
-       python=sys.version.split()[0], loadavg=os.getloadavg())
-  args.peak = matmul_peak(min_reps=args.min_reps, budget_s=args.budget) if "flops" in args.what else None
+  if not args.no_env:
+    emit("env", "env", 0, 0, "", jax=jax.__version__, device=run_info.device_description(),
+         python=sys.version.split()[0], loadavg=os.getloadavg())
+  args.peak = None
+  if "flops" in args.what:
+    if args.no_env and args.out and pathlib.Path(args.out).exists():  # the first part measured it
+      peaks = [json.loads(l) for l in pathlib.Path(args.out).read_text().splitlines() if '"peak"' in l]
+      args.peak = peaks[-1]["value_best"] if peaks else None
+    if args.peak is None:
+      args.peak = matmul_peak(min_reps=args.min_reps, budget_s=args.budget)
   for name in args.models.split(","):
     if name not in MODELS:
       raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
@@ -228,31 +238,39 @@ TORCH_PYTHON = pathlib.Path.home() / "torchref" / "bin" / "python"
 TORCH_SCRIPT = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "bench_torch.py"
 
 
-def _run_lines(command: list[str]) -> list[dict]:
+def _run_lines(command: list[str], out: pathlib.Path) -> list[dict]:
+  """Runs a benchmark command whose figures are appended to `out` as they come (so a run cut
+  short keeps what it measured); returns the lines it added."""
   print("+", " ".join(command), flush=True)
-  out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-  return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+  before = out.read_text().count("\n") if out.exists() else 0
+  subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+  return [json.loads(line) for line in out.read_text().splitlines()[before:] if line.startswith("{")]
 
 
 def write_markdown(args) -> None:
-  """Runs every family (and the PyTorch peers) and writes the table to `args.markdown`."""
+  """Runs every family (and the PyTorch peers) and writes the table to `args.markdown`; with
+  `--render`, only writes the table from the JSON lines an earlier run left."""
   here = pathlib.Path(__file__).resolve()
-  common = ["--num-samples", str(args.num_samples), "--min-reps", str(args.min_reps),
-            "--budget", str(args.budget)]
-  lines = _run_lines([sys.executable, str(here), "--models", VECTOR_FAMILIES, "--batches", "128", *common])
-  lines += [line for line in _run_lines([sys.executable, str(here), "--models", IMAGE_FAMILIES,
-                                         "--batches", "32", "--samplers", "cached", *common])
-            if line["model"] not in ("env", "matmul")]
   results_dir = here.parent.parent / "experiments" / "results" / "speed"
   stamp = time.strftime("%Y-%m-%d")
-  (results_dir / f"benchmark_all_families_cpu_{stamp}.jsonl").write_text(
-      "".join(json.dumps(line) + "\n" for line in lines))
-  torch_lines = []
-  if TORCH_PYTHON.exists() and TORCH_SCRIPT.exists():
-    torch_lines = _run_lines([str(TORCH_PYTHON), str(TORCH_SCRIPT), "--models", "ref_nade_loop,ref_nade,ref_made",
-                              "--what", "params,train,eval,sample", "--batches", "128"])
-    (results_dir / f"benchmark_torch_peers_cpu_{stamp}.jsonl").write_text(
-        "".join(json.dumps(line) + "\n" for line in torch_lines))
+  out = results_dir / f"benchmark_all_families_cpu_{stamp}.jsonl"
+  torch_out = results_dir / f"benchmark_torch_peers_cpu_{stamp}.jsonl"
+  if not args.render:
+    out.unlink(missing_ok=True)
+    common = ["--num-samples", str(args.num_samples), "--min-reps", str(args.min_reps),
+              "--budget", str(args.budget), "--out", str(out)]
+    _run_lines([sys.executable, str(here), "--models", VECTOR_FAMILIES, "--batches", "128", *common], out)
+    _run_lines([sys.executable, str(here), "--models", IMAGE_FAMILIES, "--batches", "32",
+                "--samplers", "cached", "--no-env", *common], out)
+    if TORCH_PYTHON.exists() and TORCH_SCRIPT.exists():
+      print("+ PyTorch peers", flush=True)
+      text = subprocess.run([str(TORCH_PYTHON), str(TORCH_SCRIPT), "--models", "ref_nade_loop,ref_nade,ref_made",
+                             "--what", "params,train,eval,sample", "--batches", "128"],
+                            check=True, capture_output=True, text=True).stdout
+      torch_out.write_text("".join(line + "\n" for line in text.splitlines() if line.startswith("{")))
+  lines = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+  torch_lines = ([json.loads(line) for line in torch_out.read_text().splitlines()]
+                 if torch_out.exists() else [])
   pathlib.Path(args.markdown).write_text(_markdown(lines, torch_lines, stamp))
   print(f"wrote {args.markdown}")
 
@@ -300,7 +318,10 @@ def _markdown(lines: list[dict], torch_lines: list[dict], stamp: str) -> str:
       "`train step (MiB)` is XLA's memory analysis of that step (arguments + outputs + temporaries − "
       "donated buffers). Full-pass sampling of the image families and the Transformer (784 network "
       "passes per sample) is not run here (—). A fraction of peak above 100% means the matmul peak was "
-      "measured while other jobs held the cores (it is the best call, yet below the device's peak).", "",
+      "measured while other jobs held the cores (it is the best call, yet below the device's peak). "
+      "XLA's cost analysis does not see inside custom calls: NADE's fused C++ kernel (`nade`) is "
+      "counted as almost no FLOPs, so its FLOP/s and fraction of peak are undercounts. A row with "
+      "— where others have figures was cut short (the run ended before it).", "",
       *rows, ""]
   if torch_lines:
     text += ["## PyTorch peers (same machine, same run)", "",
@@ -311,7 +332,8 @@ def _markdown(lines: list[dict], torch_lines: list[dict], stamp: str) -> str:
                     f"| {line['batch']} | {line['value']:,.4g} | {line['unit']} |")
     text.append("")
   else:
-    text += ["PyTorch peers: not run (`~/torchref/bin/python` absent; see ../shared/peers/README.md).", ""]
+    text += ["PyTorch peers: not in this run (they run after the families when `~/torchref/bin/python` "
+             "exists; see ../shared/peers/README.md).", ""]
   return "\n".join(text)
 
 
