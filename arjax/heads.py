@@ -54,8 +54,12 @@ def _within_support(log_p: jax.Array, x: jax.Array, in_support: jax.Array) -> ja
 
 def _is_integer_in(x: jax.Array, num_values: int) -> jax.Array:
   """Elementwise: x is one of 0, 1, …, num_values − 1 (floats must be whole numbers)."""
-  whole = (x == jnp.round(x)) if jnp.issubdtype(x.dtype, jnp.floating) else True
-  return whole & (x >= 0) & (x < num_values)
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return (x == jnp.round(x)) & (x >= 0) & (x < num_values)
+  # In x's own dtype the bound can wrap: for uint8 pixels, 256 becomes 0 and every value
+  # would fall outside the support (log p = −inf), so compare in int32.
+  x = x.astype(jnp.int32)
+  return (x >= 0) & (x < num_values)
 
 
 def _require_finite(name: str, x: np.ndarray) -> None:

@@ -91,3 +91,14 @@ def test_bad_head_options_raise():
     heads.MixtureOfGaussians(min_scale=0.0)
   with pytest.raises(ValueError, match="Unknown head"):
     heads.get_head("poisson")
+
+
+@pytest.mark.parametrize("head", [heads.Categorical(num_classes=256),
+                                  heads.DiscretizedLogisticMixture(num_bins=256)], ids=str)
+def test_uint8_pixels_are_in_the_support_of_256_level_heads(head):
+  """8-bit data arrive as uint8, where the support bound 256 wraps to 0: every pixel must still
+  have a finite log-probability, under jit as outside it."""
+  x = jnp.asarray(np.array([0, 36, 128, 255], np.uint8))
+  params = jnp.zeros((4, head.num_params))
+  for log_prob in (head.log_prob, jax.jit(head.log_prob)):
+    assert np.all(np.isfinite(log_prob(params, x)))
