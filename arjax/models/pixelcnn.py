@@ -135,6 +135,18 @@ class _ImageModel(base.AutoregressiveModel):
   def num_channels(self) -> int:
     return self.event_shape[2]
 
+  def _hidden(self, x, context):
+    """The last feature map `[B, H, W, F]` of the full pass (each subclass's network)."""
+    raise NotImplementedError
+
+  def conditionals(self, x, *, context=None):
+    context = self._check_context(context, x.shape[0])
+    return self._params(self._hidden(x, context))  # [B, H, W, C, P]
+
+  def features(self, x, *, context=None):
+    context = self._check_context(context, x.shape[0])
+    return self._pooled(self._hidden(x, context))
+
   def _inputs(self, x):
     return self.head.as_input(x).astype(jnp.float32)  # [B, H, W, C]
 
@@ -227,14 +239,6 @@ class PixelCNN(_ImageModel):
     for block in self.blocks:
       h = block(h)
     return h
-
-  def conditionals(self, x, *, context=None):
-    context = self._check_context(context, x.shape[0])
-    return self._params(self._hidden(x, context))  # [B, H, W, C, P]
-
-  def features(self, x, *, context=None):
-    context = self._check_context(context, x.shape[0])
-    return self._pooled(self._hidden(x, context))
 
   def init_cache(self, batch_size, *, context=None):
     context = self._check_context(context, batch_size)
@@ -357,14 +361,6 @@ class GatedPixelCNN(_ImageModel):
     for layer in self.layers:
       v, h = layer(v, h, context)
     return h
-
-  def conditionals(self, x, *, context=None):
-    context = self._check_context(context, x.shape[0])
-    return self._params(self._hidden(x, context))  # [B, H, W, C, P]
-
-  def features(self, x, *, context=None):
-    context = self._check_context(context, x.shape[0])
-    return self._pooled(self._hidden(x, context))
 
   def init_cache(self, batch_size, *, context=None):
     context = self._check_context(context, batch_size)
