@@ -127,6 +127,14 @@ class _CausalConv(nnx.Module):
     return self.valid(padded)
 
 
+def _check_mask_options(name: str, mask_type: str, kernel_size: int) -> None:
+  """Raises ValueError unless mask_type is 'A' or 'B' and kernel_size is odd and >= 1."""
+  if mask_type not in ("A", "B"):
+    raise ValueError(f"{name}: mask_type must be 'A' or 'B'; got {mask_type!r}")
+  if kernel_size < 1 or kernel_size % 2 == 0:
+    raise ValueError(f"{name}: kernel_size must be odd and >= 1; got {kernel_size}")
+
+
 class MaskedConv2D(_CausalConv):
   """PixelCNN's k × k masked convolution: output (r, c) sees the rows above (within k // 2), the
   pixels left of c in row r, and at (r, c) the earlier channel groups (mask A) or also its own
@@ -134,10 +142,7 @@ class MaskedConv2D(_CausalConv):
 
   def __init__(self, in_features: int, out_features: int, *, kernel_size: int, mask_type: str,
                num_channels: int = 1, rngs: nnx.Rngs):
-    if mask_type not in ("A", "B"):
-      raise ValueError(f"MaskedConv2D: mask_type must be 'A' or 'B'; got {mask_type!r}")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-      raise ValueError(f"MaskedConv2D: kernel_size must be odd and >= 1; got {kernel_size}")
+    _check_mask_options("MaskedConv2D", mask_type, kernel_size)
     self.mask_type = mask_type
     half = kernel_size // 2
     super().__init__(in_features, out_features, up=half, left=half, right=half,
@@ -180,10 +185,7 @@ class HorizontalStackConv(_CausalConv):
 
   def __init__(self, in_features: int, out_features: int, *, kernel_size: int, mask_type: str,
                num_channels: int = 1, rngs: nnx.Rngs):
-    if mask_type not in ("A", "B"):
-      raise ValueError(f"HorizontalStackConv: mask_type must be 'A' or 'B'; got {mask_type!r}")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-      raise ValueError(f"HorizontalStackConv: kernel_size must be odd and >= 1; got {kernel_size}")
+    _check_mask_options("HorizontalStackConv", mask_type, kernel_size)
     self.mask_type = mask_type
     super().__init__(in_features, out_features, up=0, left=kernel_size // 2, right=0,
                      num_channels=num_channels, rngs=rngs)
