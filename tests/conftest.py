@@ -134,3 +134,12 @@ def earlier(model) -> np.ndarray:
   """`[D_out, D_in]` bool: input d_in comes before output d_out in the model's ordering."""
   position = np.argsort(np.asarray(model.ordering[...]))
   return position[None, :] < position[:, None]
+
+
+def noisy_stripes(num: int) -> np.ndarray:
+  """`[num, 6, 6]` uint8 binary images with strong structure: every row copies one random row
+  pattern, 5% of the pixels flipped (seed 0, so every caller gets the same images)."""
+  rng = np.random.default_rng(0)
+  rows = rng.integers(0, 2, (num, 1, 6))
+  return (np.repeat(rows, 6, axis=1) ^ (rng.random((num, 6, 6)) < 0.05)).astype(np.uint8)
+

@@ -16,6 +16,7 @@ from jax._src import monitoring
 
 from arjax import config as config_lib
 from arjax import data, evaluation, models, sampling, train
+from conftest import noisy_stripes
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compiles: list[str] = []
@@ -42,9 +43,7 @@ def no_compilation(what: str):
 
 @pytest.fixture
 def stripes(tmp_path):
-  rng = np.random.default_rng(0)
-  rows = rng.integers(0, 2, (400, 1, 6))
-  images = (np.repeat(rows, 6, axis=1) ^ (rng.random((400, 6, 6)) < 0.05)).astype(np.uint8)
+  images = noisy_stripes(400)
   path = tmp_path / "stripes.npz"
   np.savez(path, train=images[:250], valid=images[250:330], test=images[330:])
   return path

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from arjax import config as config_lib
 from arjax import sharding
+from conftest import noisy_stripes
 
 FORCED_DEVICES = 4
 
@@ -71,9 +72,7 @@ def forced_device_env(count: int = FORCED_DEVICES) -> dict:
 @pytest.fixture
 def tiny_images(tmp_path):
   """Binary 6×6 images, 6 rows copying a random pattern (so there is structure to learn)."""
-  rng = np.random.default_rng(0)
-  rows = rng.integers(0, 2, (290, 1, 6))
-  images = (np.repeat(rows, 6, axis=1) ^ (rng.random((290, 6, 6)) < 0.05)).astype(np.uint8)
+  images = noisy_stripes(290)
   path = tmp_path / "tiny.npz"
   np.savez(path, train=images[:192], valid=images[192:242], test=images[242:])  # 50, 48 rows: padded
   return path

@@ -7,6 +7,7 @@ import pytest
 
 from arjax import __main__ as cli
 from arjax import sweeps
+from conftest import noisy_stripes
 
 
 def test_grid_is_the_product_with_the_first_field_slowest():
@@ -51,9 +52,7 @@ def sweep_file(tmp_path):
   """An experiment file with a two-point sweep on tiny binary data made here."""
   import numpy as np
 
-  rng = np.random.default_rng(0)
-  rows = rng.integers(0, 2, (400, 1, 6))
-  images = (np.repeat(rows, 6, axis=1) ^ (rng.random((400, 6, 6)) < 0.05)).astype(np.uint8)
+  images = noisy_stripes(400)
   data = tmp_path / "stripes.npz"
   np.savez(data, train=images[:300], valid=images[300:350], test=images[350:])
   path = tmp_path / "tiny.py"

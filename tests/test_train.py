@@ -12,17 +12,15 @@ import arjax
 from arjax import __main__ as cli
 from arjax import config as config_lib
 from arjax import checkpoints, data, evaluation, experiment, models, train
+from conftest import noisy_stripes
 
 
 @pytest.fixture
 def stripes(tmp_path):
   """Binary 6×6 images with strong structure (rows copy a random row pattern)."""
-  rng = np.random.default_rng(0)
-  rows = rng.integers(0, 2, (700, 1, 6))
-  images = np.repeat(rows, 6, axis=1) ^ (rng.random((700, 6, 6)) < 0.05)
+  images = noisy_stripes(700)
   path = tmp_path / "stripes.npz"
-  np.savez(path, train=images[:500].astype(np.uint8), valid=images[500:600].astype(np.uint8),
-           test=images[600:].astype(np.uint8))
+  np.savez(path, train=images[:500], valid=images[500:600], test=images[600:])
   return path
 
 
