@@ -93,6 +93,11 @@ def require_labels(dataset: data_lib.Dataset, dataset_name: str, splits=("train"
         "or an .npz with y_train/y_valid/y_test next to x_train/x_valid/x_test.")
 
 
+def _flat_pixels(x: np.ndarray) -> np.ndarray:
+  """Events `[N, *event_shape]` (e.g. images `[N, H, W, C]`) as float features `[N, D]`."""
+  return np.asarray(x, np.float32).reshape(len(x), -1)
+
+
 def linear_probe(model, dataset: data_lib.Dataset, *, dataset_name: str = "",
                  max_train: int | None = 10_000, l2: float = 1e-4, num_steps: int = 200) -> dict:
   """The same linear probe (`fit_linear_probe`) on `arjax.features(model, x)` and on raw pixels.
@@ -106,6 +111,6 @@ def linear_probe(model, dataset: data_lib.Dataset, *, dataset_name: str = "",
   probe = functools.partial(fit_linear_probe, l2=l2, num_steps=num_steps)
   return {
       "features": probe(extract_features(model, train_x), train_y, extract_features(model, test_x), test_y),
-      "pixels": probe(train_x.astype(np.float32), train_y, test_x.astype(np.float32), test_y),
+      "pixels": probe(_flat_pixels(train_x), train_y, _flat_pixels(test_x), test_y),
       "num_train": len(train_x), "num_test": len(test_x),
   }
