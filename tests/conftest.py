@@ -33,8 +33,9 @@ FAMILIES = {
         embed_dim=8, rngs=nnx.Rngs(0)),
 }
 
-# Image families: events [H, W, C], generated in raster order over (row, column, channel), the one
-# order their masks implement. A factory takes (event_shape, head, context_size); further image
+# Image families: events [H, W, C]; a pixel's channels are consecutive positions of the ordering
+# (R before G before B). PixelCNN and Gated PixelCNN generate in raster order, the one order their
+# masks implement; LMConv in the ordering its current mask picks. A factory takes (event_shape, head, context_size); further image
 # families (e.g. an order-agnostic PixelCNN) add an entry here and every generic test runs for them.
 IMAGE_FAMILIES = {
     "pixelcnn": lambda event_shape, head, context_size=0: models.PixelCNN(
@@ -43,10 +44,26 @@ IMAGE_FAMILIES = {
     "gated_pixelcnn": lambda event_shape, head, context_size=0: models.GatedPixelCNN(
         event_shape, head=head, num_layers=2, num_features=6, head_features=6, activation="tanh",
         context_size=context_size, rngs=nnx.Rngs(0)),
+    # One network over all 8 pixel orderings; the generic tests see the one that `set_mask` picks,
+    # the reversed S-curve (no row or column of it runs the raster way).
+    "lmconv": lambda event_shape, head, context_size=0: _with_mask(models.LMConv(
+        event_shape, head=head, num_layers=2, num_features=6, kernel_size=3, first_kernel_size=3,
+        activation="tanh", context_size=context_size, rngs=nnx.Rngs(0)), 5),
 }
+#: The families whose ordering is not raster, and the one the generic tests use.
+IMAGE_ORDERINGS = {"lmconv": "reverse_s_curve"}
+#: Each image family's config options for a small model that the training tests can afford.
+SMALL_IMAGE_CONFIGS = {"pixelcnn": {"num_features": 8, "head_features": 8},
+                       "gated_pixelcnn": {"num_features": 8, "head_features": 8},
+                       "lmconv": {"num_features": 8, "num_layers": 2}}
 #: The small images the image-specific tests use: one grey channel, and RGB (channel groups).
 IMAGE_SHAPES = {"5x5x1": (5, 5, 1), "4x4x3": (4, 4, 3)}
 ALL_FAMILIES = [*FAMILIES, *IMAGE_FAMILIES]
+
+
+def _with_mask(model, index: int):
+  model.set_mask(index)
+  return model
 
 
 def image_shape_for(num_dims: int) -> tuple[int, int, int]:
@@ -78,7 +95,7 @@ ORDERINGS = ("raster", "reverse", "random")
 def make_model(family: str, head: str, ordering="raster", num_dims: int = 6, *, scale: float = 0.7):
   """A small model whose parameters are pushed away from their (near-uniform) initial values,
   so that every property test sees a distribution with real structure."""
-  if family in IMAGE_FAMILIES:  # raster order only: `ordering` does not apply
+  if family in IMAGE_FAMILIES:  # each has its own ordering (IMAGE_ORDERINGS): `ordering` does not apply
     return make_image_model(family, head, image_shape_for(num_dims), scale=scale)
   return perturb(FAMILIES[family]((num_dims,), HEADS[head], ordering), scale)
 
@@ -117,7 +134,8 @@ def all_configurations(head, num_dims):
 MODEL_CASES = [pytest.param(f, h, o, id=f"{f}-{h}-{o}")
                for f in FAMILIES
                for h, o in [("bernoulli", o) for o in ORDERINGS] + [(h, "random") for h in HEADS if h != "bernoulli"]]
-MODEL_CASES += [pytest.param(f, h, "raster", id=f"{f}-{h}-raster") for f in IMAGE_FAMILIES for h in HEADS]
+MODEL_CASES += [pytest.param(f, h, "raster", id=f"{f}-{h}-{IMAGE_ORDERINGS.get(f, 'raster')}")
+                for f in IMAGE_FAMILIES for h in HEADS]
 
 
 def dependencies(model, x, *, context=None) -> np.ndarray:
