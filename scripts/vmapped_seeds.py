@@ -32,6 +32,7 @@ def main():
   parser.add_argument("--num-seeds", type=int, default=4)
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--max-train", type=int, default=10_000)
+  parser.add_argument("--note", default="", help="the conditions of the run, kept in the JSON")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/speed/vmapped_seeds_cpu.json"))
   parser.add_argument("overrides", nargs="*", default=["model.num_hidden=50"])
   args = parser.parse_args()
@@ -64,7 +65,7 @@ def main():
       "max_abs_test_nll_difference": float(np.max(np.abs(test_together - test_alone))),
       "device": run_info.device_description(), "git_commit": run_info.git_commit(),
       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-      "note": "wall times include compilation; the machine's 2 cores were shared with other jobs",
+      "note": "wall times include compilation" + (f"; {args.note}" if args.note else ""),
   }
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=2) + "\n")
