@@ -11,7 +11,7 @@ on top only: the half of a k × k kernel that a mask would zero out is never
 stored or multiplied (a 7 × 7 mask-A kernel is 4 × 7). What remains of the
 constraint — the pixels right of the output in its own row, and the channel
 order at the output pixel itself — is a 0/1 mask multiplied into the weights
-at every call, and taps the mask empties entirely are never multiplied. Masks
+at every call, and the kernel gradient of taps the mask empties entirely is never computed. Masks
 rather than shifted convolutions because one weight layout then serves the
 full-image pass (`__call__`) and the one-pixel step of cached sampling (`valid` on a window of the cache), and because an exact 0/1 mask
 gives exactly zero derivatives through the masked taps: `jax.jacrev` of a
@@ -27,6 +27,8 @@ left are seen by every group.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -104,15 +106,13 @@ class _CausalConv(nnx.Module):
     kernel = self._masked_kernel()
     if kernel.shape[:2] == (1, 1):
       return x @ kernel[0, 0] + self.bias[...]
-    # As one matrix product over the kernel taps that the mask leaves any weight in (im2col):
-    # taps masked out entirely are never multiplied, and on XLA:CPU this trains ~2x faster than
-    # lax.conv_general_dilated, whose kernel gradient is slow for these small channel counts.
     rows, cols = self.kernel_size
-    height, width = x.shape[1] - rows + 1, x.shape[2] - cols + 1
-    taps = self._taps()
-    patches = jnp.concatenate([x[:, dy:dy + height, dx:dx + width] for dy, dx in taps], -1)  # [B, h, w, T·in]
-    weights = jnp.concatenate([kernel[dy, dx] for dy, dx in taps], 0)  # [T·in, out]
-    return patches @ weights + self.bias[...]
+    taps = tuple(self._taps())
+    if x.shape[1:3] == (rows, cols):  # one output pixel (the cached step): one matrix product
+      patches = jnp.concatenate([x[:, dy, dx] for dy, dx in taps], -1)[:, None, None]  # [B, 1, 1, T·in]
+      weights = jnp.concatenate([kernel[dy, dx] for dy, dx in taps], 0)  # [T·in, out]
+      return patches @ weights + self.bias[...]
+    return _valid_conv(x, kernel, taps) + self.bias[...]
 
   def _taps(self) -> list[tuple[int, int]]:
     """Kernel positions (row, column) where the mask keeps at least one weight."""
@@ -125,6 +125,44 @@ class _CausalConv(nnx.Module):
       return self.valid(x)
     padded = jnp.pad(x, ((0, 0), (self.up, 0), (self.left, self.right), (0, 0)))
     return self.valid(padded)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _valid_conv(x, kernel, taps):
+  """`lax.conv_general_dilated` without padding, NHWC × HWIO, whose kernel gradient is taken per
+  kernel tap that the mask keeps (`taps`) as one `[in, B·h·w] @ [B·h·w, out]` product each.
+
+  XLA:CPU computes the convolution and its input gradient fast but the kernel gradient of these
+  small channel counts slowly (~9x the forward pass for 16 → 16 features, 3 × 3): a 16-feature
+  PixelCNN trains ~2x faster this way. The masked kernel's zeros make the input gradient through
+  masked taps exactly 0.0; the kernel gradient of an emptied tap is 0 and is never computed.
+  """
+  return _conv(x, kernel)
+
+
+def _conv(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _valid_conv_fwd(x, kernel, taps):
+  return _conv(x, kernel), (x, kernel)
+
+
+def _valid_conv_bwd(taps, residuals, g):
+  x, kernel = residuals
+  _, input_vjp = jax.vjp(lambda u: _conv(u, kernel), x)
+  (dx,) = input_vjp(g)
+  height, width = g.shape[1:3]
+  flat_g = g.reshape(-1, g.shape[-1])  # [B·h·w, out]
+  dkernel = jnp.zeros_like(kernel)
+  for dy, dx_ in taps:
+    window = x[:, dy:dy + height, dx_:dx_ + width].reshape(-1, x.shape[-1])  # [B·h·w, in]
+    dkernel = dkernel.at[dy, dx_].set(window.T @ flat_g)
+  return dx, dkernel
+
+
+_valid_conv.defvjp(_valid_conv_fwd, _valid_conv_bwd)
 
 
 def _check_mask_options(name: str, mask_type: str, kernel_size: int) -> None:
