@@ -104,6 +104,16 @@ def _experiments_epilog() -> str:
   return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+  """An ArgumentParser whose epilog can be a function, called only when the help is shown: the
+  experiment list parses every file in experiments/, which no other command needs."""
+
+  def format_help(self):
+    if callable(self.epilog):
+      self.epilog = self.epilog()
+    return super().format_help()
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
   """Shows every option's default, and keeps the line breaks of descriptions and epilogs."""
 
@@ -342,12 +352,12 @@ def _classify(args):
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m arjax", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="command", required=True)
+  commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
   train_parser = commands.add_parser(
       "train", help="train an experiment (resumes if DIR has a checkpoint)", formatter_class=_HelpFormatter,
       description="Train an experiment; running again on the same --workdir resumes it.",
-      epilog=_experiments_epilog())
+      epilog=_experiments_epilog)
   train_parser.add_argument("experiment", help="NAME[:VARIANT] from experiments/, or a path to a .py file")
   train_parser.add_argument("--workdir", required=True, type=pathlib.Path,
                             help="where the run writes checkpoints, metrics, samples, results.json")
@@ -377,7 +387,7 @@ def main(argv=None):
   sweep.add_argument("--distributed", action="store_true", help=_DISTRIBUTED_HELP)
 
   show = commands.add_parser("show", help="list an experiment's config fields: type, value, comment",
-                              formatter_class=_HelpFormatter, epilog=_experiments_epilog())
+                              formatter_class=_HelpFormatter, epilog=_experiments_epilog)
   show.add_argument("experiment", help="NAME[:VARIANT] from experiments/, or a path to a .py file")
   show.add_argument("overrides", nargs="*", help="config overrides, field.path=value, shown applied")
   show.set_defaults(run=_show)

@@ -28,6 +28,17 @@ def test_train_help_lists_every_experiment_with_its_summary(capsys):
   assert "--data PATH" in text
 
 
+def test_only_help_reads_the_experiment_files(monkeypatch, tmp_path, capsys):
+  """Parsing every experiment file for the help's list is not done for other commands (it cost
+  every CLI call that time, and CPython 3.11's `ast.parse` can fail deep in a caller's stack)."""
+  def refuse():
+    raise AssertionError("the experiment files were parsed")
+
+  monkeypatch.setattr(config_lib, "list_experiments", refuse)
+  assert cli.main(["eval", str(tmp_path / "missing")]) == 2
+  assert "not a training workdir" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, shown", [
     ("train", "(default: None)"), ("show", "experiments"), ("eval", "(default: test)"),
     ("sample", "(default: 64)"), ("curves", "(default: None)"), ("score", "(default: test)"),
