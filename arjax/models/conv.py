@@ -133,8 +133,9 @@ def _valid_conv(x, kernel, taps):
   kernel tap that the mask keeps (`taps`) as one `[in, B·h·w] @ [B·h·w, out]` product each.
 
   XLA:CPU computes the convolution and its input gradient fast but the kernel gradient of these
-  small channel counts slowly (~9x the forward pass for 16 → 16 features, 3 × 3): a 16-feature
-  PixelCNN trains ~2x faster this way. The masked kernel's zeros make the input gradient through
+  small channel counts slowly (one 3 × 3, 16 → 16 layer at batch 128: 113 ms for XLA's whole
+  gradient, 61 ms by im2col): the 16-feature PixelCNN of the README trains at 75 examples/s this
+  way, 68 by im2col. The masked kernel's zeros make the input gradient through
   masked taps exactly 0.0; the kernel gradient of an emptied tap is 0 and is never computed.
   """
   return _conv(x, kernel)
