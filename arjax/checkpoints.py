@@ -51,8 +51,14 @@ def manager(workdir: pathlib.Path, name: str, *, background: bool = False,
   `wait_until_finished`, wait for it). `create=False` for readers: nothing is made in a
   workdir that is only read."""
   directory = (pathlib.Path(workdir) / "checkpoints" / name).absolute()
-  options = ocp.CheckpointManagerOptions(max_to_keep=KEEP.get(name, 1), create=create,
-                                         enable_async_checkpointing=background, read_only=not create)
+  # With several processes, Orbax synchronizes each save at barriers named after the step; two
+  # managers saving the same step in the background ("latest" and "best" after an improving
+  # epoch) would meet at the same barriers from different threads and deadlock, unless each
+  # manager's barrier names carry its own prefix.
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=KEEP.get(name, 1), create=create, enable_async_checkpointing=background,
+      read_only=not create, multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=f"arjax_{name}"))
   return ocp.CheckpointManager(directory, options=options)
 
 

@@ -57,8 +57,10 @@ def _run_two_processes(tmp_path, workdir, *overrides) -> list[str]:
       for p in processes:
         p.kill()
       raise
-    assert process.returncode == 0, out
     outputs.append(out)
+  # Both logs in the failure: the process that failed first is often not the one reporting it.
+  assert all(p.returncode == 0 for p in processes), "\n".join(
+      f"--- process {i} (exit {p.returncode}) ---\n{out}" for i, (p, out) in enumerate(zip(processes, outputs)))
   return outputs
 
 
