@@ -135,7 +135,8 @@ def train_vmapped(config: config_lib.Config, seeds: Sequence[int], *,
   for epoch in range(1, num_epochs + 1):
     epoch_start = time.time()
     order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
-    batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+    # Rows of a host array: slicing a device array would cost one more dispatch per step.
+    batches = np.asarray(order[:steps_per_epoch * batch_size]).reshape(steps_per_epoch, batch_size)
     losses = []
     for i in range(steps_per_epoch):
       state, loss = step(state, batches[i], keys)

@@ -316,9 +316,10 @@ def _open_metrics(run: _Run):
   return open(metrics_path, "a")
 
 
-def _train_one_epoch(run: _Run, epoch: int, batches: jax.Array, step_key, train_data, train_context,
+def _train_one_epoch(run: _Run, epoch: int, batches, step_key, train_data, train_context,
                      saved_epoch: int) -> float:
-  """Runs the steps of one epoch over `batches [S, B]` of indices; returns the mean training loss."""
+  """Runs the steps of one epoch over `batches [S, B]` of indices (host, device or streamed rows);
+  returns the mean training loss."""
   log_every = run.config.train.log_every
   losses = []
   # A bar only on a terminal: in a log file its carriage returns would leave fragments on every
@@ -431,6 +432,8 @@ def _train_epochs(run: _Run, sample_key) -> dict:
                                          context=run.contexts["train"], placement=placement)
       elif not placement.trivial:  # each step's indices split over the devices
         batches = placement.put_batch(np.asarray(batches), axis=1)  # [S, B], B split
+      else:  # rows of a host array: slicing a device array costs one more dispatch per step
+        batches = np.asarray(batches)
       train_nll = _train_one_epoch(run, epoch, batches, step_key, train_data, train_context, saved_epoch)
       loop["train_seconds"] += time.time() - epoch_start
       since_validation["steps"] += steps_per_epoch
