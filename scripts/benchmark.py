@@ -235,6 +235,8 @@ def main():
 VECTOR_FAMILIES = "nade,nade_chunked,fvsbn,lstm,made,eonade"
 IMAGE_FAMILIES = "pixelcnn,gated_pixelcnn,transformer,lmconv"
 TORCH_PYTHON = pathlib.Path.home() / "torchref" / "bin" / "python"
+#: A checkout of github.com/EugenHotaj/pytorch-generative (see ../shared/peers/README.md).
+PEER_ROOT = pathlib.Path.home() / "pg"
 TORCH_SCRIPT = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "bench_torch.py"
 
 
@@ -264,8 +266,11 @@ def write_markdown(args) -> None:
                 "--samplers", "cached", "--no-env", *common], out)
     if TORCH_PYTHON.exists() and TORCH_SCRIPT.exists():
       print("+ PyTorch peers", flush=True)
-      text = subprocess.run([str(TORCH_PYTHON), str(TORCH_SCRIPT), "--models", "ref_nade_loop,ref_nade,ref_made",
-                             "--what", "params,train,eval,sample", "--batches", "128"],
+      peers, peer_root = "ref_nade_loop,ref_nade,ref_made", []
+      if (PEER_ROOT / "pytorch_generative").is_dir():  # pytorch-generative's own models too
+        peers, peer_root = peers + ",peer_nade,peer_made500,peer_pixelcnn", ["--peer-root", str(PEER_ROOT)]
+      text = subprocess.run([str(TORCH_PYTHON), str(TORCH_SCRIPT), "--models", peers,
+                             "--what", "params,train,eval,sample", "--batches", "128", *peer_root],
                             check=True, capture_output=True, text=True).stdout
       torch_out.write_text("".join(line + "\n" for line in text.splitlines() if line.startswith("{")))
   lines = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
@@ -306,12 +311,14 @@ def _markdown(lines: list[dict], torch_lines: list[dict], stamp: str) -> str:
       "# Benchmarks", "",
       "Regenerate: `python scripts/benchmark.py --markdown BENCHMARKS.md` (every family; batch 128, "
       "32 for the image families and the Transformer, whose steps take seconds on a CPU; "
-      "then the PyTorch peers of `../shared/peers/bench_torch.py` when `~/torchref` exists). "
+      "then the PyTorch peers of `../shared/peers/bench_torch.py` when `~/torchref` exists, "
+      "pytorch-generative's NADE, MADE and PixelCNN among them when `~/pg` holds its checkout). "
       "The figures are medians of repeated calls on random binary 28 × 28 data; the JSON lines are in "
       f"`experiments/results/speed/benchmark_all_families_cpu_{stamp}.jsonl`.", "",
       f"Machine: {env['device']}; jax {env['jax']}; date {stamp}; load average at the start "
-      f"{', '.join(f'{x:.1f}' for x in env['loadavg'])} (the cores were shared with other jobs, so "
-      "compare figures within one table, not across runs).", "",
+      f"{', '.join(f'{x:.1f}' for x in env['loadavg'])}"
+      + (" (the cores were shared with other jobs, so compare figures within one table, not across "
+         "runs)." if max(env["loadavg"]) > 2.5 else "."), "",
       f"Matmul peak (float32 2048 × 2048, best call): "
       + (f"{peak['value_best'] / 1e9:.1f} GFLOP/s" if peak else "not measured") + ". "
       "`train GFLOP/s` is XLA's cost analysis of the compiled train step over its median time; "
