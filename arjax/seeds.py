@@ -20,11 +20,11 @@ A custom call without a batching rule runs once per seed under `jax.vmap`: NADE'
 kernel (`model.kernel="fused"`, what "auto" picks on a CPU) is such a call, and there the
 vmapped program is no faster than the seeds one after another (0.67x for 4 seeds of NADE-50,
 experiments/results/speed/vmapped_seeds_nade_fused_kernel_cpu.json); pass `model.kernel=cumsum`
-(plain XLA) for vmapped NADE seeds. Even then, on the shared 2-core CPU the vmapped program was
-slower than the seeds one after another (0.58x for 4 seeds of NADE-50 with the cumsum kernel,
-experiments/results/speed/vmapped_seeds_cpu.json): XLA's CPU backend runs the seeds' batched
-matrix products no faster than one after another, so the gain of one program (one compile, one
-dispatch per step) is for small models on accelerators, where one seed leaves the device idle.
+(plain XLA) for vmapped NADE seeds. On XLA's CPU backend the seeds' batched matrix products
+cost about what they cost one after another, so there the one program saves only the shared
+compilation and per-step dispatch: 1.6-1.7x for 4 seeds of a 100-dimensional FVSBN, less for
+larger models (docs/scaling.md, "Seeds in one program"). The gain it is built for, a device
+that one small model leaves idle, is an accelerator's.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
         --out experiments/results/speed/vmapped_seeds_cpu.json model.num_hidden=50 model.kernel=cumsum
     # 4 seeds of FVSBN on 10,000 rows of a known 100-dimensional FVSBN, 20 epochs:
     python scripts/vmapped_seeds.py --experiment fvsbn_binarized_mnist --known-fvsbn-dims 100 \
-        --epochs 20 --out experiments/results/speed/vmapped_seeds_fvsbn_d100_cpu.json
+        --epochs 20 --out experiments/results/speed/vmapped_seeds_fvsbn_d100_b32_cpu.json train.batch_size=32
 
 Both sides run `arjax.seeds.train_vmapped` on the same data and epochs: once with all seeds
 (one compile, one pass over the data per epoch), and once per seed with one seed each, one
