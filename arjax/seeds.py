@@ -22,7 +22,7 @@ vmapped program is no faster than the seeds one after another (0.67x for 4 seeds
 experiments/results/speed/vmapped_seeds_nade_fused_kernel_cpu.json); pass `model.kernel=cumsum`
 (plain XLA) for vmapped NADE seeds. On XLA's CPU backend the seeds' batched matrix products
 cost about what they cost one after another, so there the one program saves only the shared
-compilation and per-step dispatch: 1.6-1.7x for 4 seeds of a 100-dimensional FVSBN, less for
+compilation and per-step dispatch: 1.6x for 4 seeds of a 100-dimensional FVSBN, less for
 larger models (docs/scaling.md, "Seeds in one program"). The gain it is built for, a device
 that one small model leaves idle, is an accelerator's.
 """
