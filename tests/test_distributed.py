@@ -8,6 +8,7 @@ equals that of one process training the same epochs straight through.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def _run_two_processes(tmp_path, workdir, *overrides) -> list[str]:
     env = dict(os.environ, TINY_DATA=str(tmp_path / "tiny.npz"), JAX_PLATFORMS="cpu",
                ARJAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", ARJAX_NUM_PROCESSES="2",
                ARJAX_PROCESS_ID=str(process_id))
-    env.pop("XLA_FLAGS", None)  # one CPU device per process: two in all
+    # One CPU device per process, two in all (the suite's other XLA flags stay).
+    env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", "")).strip()
     processes.append(subprocess.Popen(
         [sys.executable, "-m", "arjax", "train", str(tmp_path / "tiny.py"), "--workdir", str(workdir),
          *overrides], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -83,7 +83,8 @@ def test_cached_sampling_equals_full_pass(family, head, ordering):
   key = jax.random.key(3)
   cached = arjax.sample(model, key, 8, use_cache=True)
   full = arjax.sample(model, key, 8, use_cache=False)
-  np.testing.assert_allclose(cached, full, atol=1e-5)
+  # The same draws; continuous values agree to float32 rounding (the two programs' sums differ).
+  np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)
