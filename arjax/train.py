@@ -426,14 +426,14 @@ def _train_epochs(run: _Run, sample_key) -> dict:
     for epoch in range(loop["epoch"] + 1, last_epoch + 1):
       epoch_start = time.time()
       order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
-      batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+      # The index rows on the host: on one device the steps read them as they are (slicing a
+      # device array would cost one more dispatch per step).
+      batches = np.asarray(order[:steps_per_epoch * batch_size]).reshape(steps_per_epoch, batch_size)
       if run.streamed:  # the same index rows, gathered on the host
-        batches = streaming.EpochBatches(run.dataset.splits["train"], np.asarray(batches),
+        batches = streaming.EpochBatches(run.dataset.splits["train"], batches,
                                          context=run.contexts["train"], placement=placement)
       elif not placement.trivial:  # each step's indices split over the devices
-        batches = placement.put_batch(np.asarray(batches), axis=1)  # [S, B], B split
-      else:  # rows of a host array: slicing a device array costs one more dispatch per step
-        batches = np.asarray(batches)
+        batches = placement.put_batch(batches, axis=1)  # [S, B], B split
       train_nll = _train_one_epoch(run, epoch, batches, step_key, train_data, train_context, saved_epoch)
       loop["train_seconds"] += time.time() - epoch_start
       since_validation["steps"] += steps_per_epoch

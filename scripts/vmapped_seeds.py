@@ -67,7 +67,7 @@ def run_side(args) -> dict:
   from arjax import data as data_lib  # noqa: PLC0415
   from arjax import seeds as seeds_lib  # noqa: PLC0415
 
-  _, config = _config(args)
+  spec, config = _config(args)
   dataset = data_lib.load_dataset(config.data)
   seeds = list(range(args.num_seeds))
   start = time.time()
@@ -75,7 +75,7 @@ def run_side(args) -> dict:
     runs = [seeds_lib.train_vmapped(config, seeds, num_epochs=args.epochs, dataset=dataset)]
   else:
     runs = [seeds_lib.train_vmapped(config, [s], num_epochs=args.epochs, dataset=dataset) for s in seeds]
-  return {"wall_s": time.time() - start, "num_train": len(dataset.splits["train"]),
+  return {"experiment": spec, "wall_s": time.time() - start, "num_train": len(dataset.splits["train"]),
           "batch_size": config.train.batch_size,
           "epoch_seconds": [r["epoch_seconds"] for r in runs],
           "test_nll": [nll for r in runs for nll in r["test_nll"]]}
@@ -120,9 +120,8 @@ def main():
   vmapped, sequential = rounds[0]["vmapped"], rounds[0]["sequential"]
   test_together, test_alone = np.array(vmapped["test_nll"]), np.array(sequential["test_nll"])
   speedups = [r["sequential"]["wall_s"] / r["vmapped"]["wall_s"] for r in rounds]
-  spec, _ = _config(argparse.Namespace(**{**vars(args), "overrides": overrides}))
   result = {
-      "script": "scripts/vmapped_seeds.py", "experiment": spec, "overrides": overrides,
+      "script": "scripts/vmapped_seeds.py", "experiment": vmapped["experiment"], "overrides": overrides,
       "num_seeds": args.num_seeds, "epochs": args.epochs, "num_train": vmapped["num_train"],
       "batch_size": vmapped["batch_size"], "repeats": args.repeats,
       "vmapped_wall_s": [r["vmapped"]["wall_s"] for r in rounds],
